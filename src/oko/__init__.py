@@ -1,0 +1,1 @@
+"""oko: edge video analytics."""

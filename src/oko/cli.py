@@ -1,0 +1,155 @@
+"""The `oko` command line. User errors print one line and exit 2; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from oko.core.errors import OkoError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="oko: edge video analytics on CPU, GPU and Sophon TPU.")
+models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
+app.add_typer(models_app, name="models")
+
+console = Console(stderr=True)
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="oko: %(levelname)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def analyze(
+    path: Annotated[str, typer.Argument(help="Video file, stream URL, image or image folder.")],
+    module: Annotated[str, typer.Option(help="Module to run.")] = "detect",
+    model: Annotated[str | None, typer.Option(help="Model name or path (module default if unset).")] = None,
+    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    conf: Annotated[float | None, typer.Option(help="Score threshold override.", min=0, max=1)] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
+    batch: Annotated[int, typer.Option(help="Frames per inference batch.", min=1)] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
+) -> None:
+    """Run a module over a video or images and print what it finds."""
+    from oko.analyze import AnalyzeSummary, write_json
+    from oko.modules import create_module
+    from oko.video import open_source, run_module
+
+    options: dict = {"engine": engine}
+    if model is not None:
+        options["model"] = model
+    if conf is not None:
+        options["conf_threshold"] = conf
+    with open_source(path) as source:  # the cheap check first: a wrong path fails fast
+        mod = create_module(module, options)
+        manifest = getattr(getattr(mod, "detector", None), "manifest", None)
+        model_name = manifest.name if manifest is not None else module
+        results = run_module(source, mod, max_frames=max_frames, batch_size=batch)
+        labels = list(mod.labels)
+        if as_json:
+            write_json(sys.stdout, source, module, model_name, results, labels)
+            return
+        summary = AnalyzeSummary()
+        for result in results:
+            summary.add(result, labels)
+        summary.corrupt_frames = source.stats.corrupt
+    _print_summary(f"{module} on {path} ({model_name})", summary.to_dict())
+
+
+def _print_summary(title: str, summary: dict) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_row("frames", str(summary["frames"]))
+    if summary["corrupt_frames"]:
+        table.add_row("corrupt frames skipped", str(summary["corrupt_frames"]))
+    for label, count in summary["detections_per_label"].items():
+        table.add_row(f"  {label}", str(count))
+    for stage, ms in summary["ms_per_frame"].items():
+        table.add_row(f"{stage} ms/frame", f"{ms:.2f}")
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("oko-demo-output"),
+    model: Annotated[str | None, typer.Option(help="Detection model name or path.")] = None,
+    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
+    source: Annotated[str | None, typer.Option(help="Another video instead of the sample.")] = None,
+) -> None:
+    """Detect people and vehicles in the bundled sample video; write MP4 and events."""
+    from oko.demo import SAMPLE_VIDEO, run_demo
+
+    result = run_demo(out, source or SAMPLE_VIDEO, model=model, engine=engine,
+                      max_frames=max_frames)
+    s = result.summary.to_dict()
+    _print_summary(f"oko demo: {result.summary.frames} frames at {result.fps:.1f} fps", s)
+    Console().print(f"annotated video: [bold]{result.video}[/]\n"
+                    f"events ({result.events_written}): [bold]{result.events}[/]")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Models oko can find by name, with task, family, input and licence."""
+    from oko.models import scan_zoo
+
+    table = Table(title="oko models")
+    for col in ("name", "task", "family", "input", "classes", "licence", "folder"):
+        table.add_column(col)
+    for entry in scan_zoo():
+        m = entry.manifest
+        if m is None:
+            table.add_row(f"[red]{entry.folder.name}[/]", "invalid", "", "", "", "", entry.error or "")
+            continue
+        table.add_row(m.name, m.task.value, m.family, f"{m.input.width}x{m.input.height}",
+                      str(len(m.label_names)), m.licence, str(entry.folder))
+    Console().print(table)
+
+
+@app.command()
+def engines() -> None:
+    """Engines oko can run models on."""
+    from oko.engines import engine_names
+
+    for name in engine_names():
+        Console().print(name)
+
+
+@app.command()
+def bench(
+    model: Annotated[str | None, typer.Option(help="Detection model name or path.")] = None,
+    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    frames: Annotated[int, typer.Option(help="Frames to measure.", min=10)] = 100,
+    source: Annotated[str | None, typer.Option(help="Video to decode (default: the sample).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Engine CPU threads.", min=1)] = None,
+) -> None:
+    """Measure pre/infer/post ms per frame and pipeline fps vs raw engine fps (batch 1)."""
+    from oko.bench import bench_detector, print_report
+    from oko.demo import SAMPLE_VIDEO
+    from oko.models import DEFAULT_DETECTOR
+
+    engine_cfg: dict = {"kind": engine} | ({"threads": threads} if threads else {})
+    report = bench_detector(model or DEFAULT_DETECTOR, engine_cfg, source or SAMPLE_VIDEO, frames)
+    print_report(report, Console())
+
+
+def main() -> None:
+    try:
+        app()
+    except OkoError as exc:
+        print(f"oko: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("oko: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

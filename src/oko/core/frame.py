@@ -1,0 +1,40 @@
+"""A decoded video frame travelling through the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded image of one channel.
+
+    ``image`` is uint8 HxWx3 in BGR order (OpenCV's). ``timestamp`` is seconds from the
+    start of the stream (media time for files, wall-clock offset for live sources).
+    ``timings`` collects milliseconds per stage (``decode``, ``pre``, ``infer``, ``post``,
+    ...), written by :class:`oko.core.timing.StageTimer`.
+    """
+
+    image: np.ndarray
+    channel_id: str
+    index: int
+    timestamp: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        img = self.image
+        if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3
+                and img.shape[2] == 3):
+            shape = getattr(img, "shape", None)
+            dtype = getattr(img, "dtype", type(img).__name__)
+            raise ValueError(f"Frame.image must be uint8 HxWx3 BGR, got shape={shape} dtype={dtype}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])

@@ -1,0 +1,10 @@
+"""Model manifests, the zoo, and family adapters (pure numpy pre/post-processing)."""
+
+from oko.models import yolo as _yolo  # noqa: F401  (registers the family)
+from oko.models.adapter import DetectionAdapter, adapter_for
+from oko.models.detector import Detector, load_detector
+from oko.models.manifest import Manifest, load_manifest
+from oko.models.zoo import DEFAULT_DETECTOR, resolve_model, scan_zoo
+
+__all__ = ["DEFAULT_DETECTOR", "DetectionAdapter", "Detector", "Manifest", "adapter_for",
+           "load_detector", "load_manifest", "resolve_model", "scan_zoo"]

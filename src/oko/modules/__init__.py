@@ -1,0 +1,10 @@
+"""Product modules by name."""
+
+from oko.modules import detect as _detect  # noqa: F401  (registers the module)
+from oko.modules.base import Module, ModuleOptions, create_module
+
+__all__ = ["Module", "ModuleOptions", "create_module", "module_names"]
+
+
+def module_names() -> list[str]:
+    return sorted(Module.registry)

@@ -1,0 +1,58 @@
+"""Product modules: what runs on frames (detect, people, faces, plates, ...).
+
+A module is one file here subclassing :class:`Module` with a ``name`` and an options
+class; defining it registers it, and ``create_module`` builds one by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from oko.core.detections import Detections
+from oko.core.errors import ConfigError, UnknownNameError
+from oko.core.frame import Frame
+from oko.models.manifest import format_validation_error
+
+
+class ModuleOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Module(ABC):
+    """Processes a batch of frames (possibly from several channels) into Detections."""
+
+    name: ClassVar[str]
+    options_class: ClassVar[type[ModuleOptions]] = ModuleOptions
+    registry: ClassVar[dict[str, type[Module]]] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "name", None):
+            Module.registry[cls.name] = cls
+
+    def __init__(self, options: ModuleOptions) -> None:
+        self.options = options
+
+    @property
+    @abstractmethod
+    def labels(self) -> Sequence[str]:
+        """Names for ``class_id`` values in this module's results."""
+
+    @abstractmethod
+    def process(self, frames: Sequence[Frame]) -> list[Detections]:
+        """One Detections per frame, in order; per-stage ms go into ``frame.timings``."""
+
+
+def create_module(name: str, options: dict[str, Any] | None = None) -> Module:
+    cls = Module.registry.get(name)
+    if cls is None:
+        raise UnknownNameError("module", name, list(Module.registry))
+    try:
+        opts = cls.options_class.model_validate(options or {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(f"module {name}", exc)) from exc
+    return cls(opts)

@@ -1,0 +1,5 @@
+"""Where events go."""
+
+from oko.sinks.jsonl import JsonlSink
+
+__all__ = ["JsonlSink"]
