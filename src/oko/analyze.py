@@ -16,6 +16,7 @@ from oko.video import FrameResult, Source
 class AnalyzeSummary:
     frames: int = 0
     corrupt_frames: int = 0
+    missing_frames: int = 0
     per_label: Counter = field(default_factory=Counter)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -25,11 +26,16 @@ class AnalyzeSummary:
         for stage, ms in result.frame.timings.items():
             self.timings_ms[stage] = self.timings_ms.get(stage, 0.0) + ms
 
+    def record_source(self, source: Source) -> None:
+        self.corrupt_frames = source.stats.corrupt
+        self.missing_frames = source.stats.missing
+
     def to_dict(self) -> dict:
         n = max(self.frames, 1)
         return {
             "frames": self.frames,
             "corrupt_frames": self.corrupt_frames,
+            "missing_frames": self.missing_frames,
             "detections_per_label": dict(self.per_label.most_common()),
             "ms_per_frame": {k: round(v / n, 3) for k, v in self.timings_ms.items()},
         }
@@ -50,7 +56,7 @@ def write_json(out: IO[str], source: Source, module_name: str, model_name: str,
         out.write(("\n  " if summary.frames == 0 else ",\n  ")
                   + json.dumps(record, ensure_ascii=False))
         summary.add(result, labels)
-    summary.corrupt_frames = source.stats.corrupt
+    summary.record_source(source)
     out.write("\n], \"summary\": " + json.dumps(summary.to_dict(), ensure_ascii=False) + "}\n")
     out.flush()
     return summary

@@ -60,7 +60,7 @@ def analyze(
         summary = AnalyzeSummary()
         for result in results:
             summary.add(result, labels)
-        summary.corrupt_frames = source.stats.corrupt
+        summary.record_source(source)
     _print_summary(f"{module} on {path} ({model_name})", summary.to_dict())
 
 
@@ -69,6 +69,8 @@ def _print_summary(title: str, summary: dict) -> None:
     table.add_row("frames", str(summary["frames"]))
     if summary["corrupt_frames"]:
         table.add_row("corrupt frames skipped", str(summary["corrupt_frames"]))
+    if summary["missing_frames"]:
+        table.add_row("frames missing (truncated)", str(summary["missing_frames"]))
     for label, count in summary["detections_per_label"].items():
         table.add_row(f"  {label}", str(count))
     for stage, ms in summary["ms_per_frame"].items():

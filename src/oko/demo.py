@@ -68,6 +68,6 @@ def run_demo(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | None
         seconds = time.perf_counter() - start
         if writer is not None:
             writer.close()
-        summary.corrupt_frames = src.stats.corrupt
+        summary.record_source(src)
         events_written = sink.count
     return DemoResult(video_path, events_path, summary, seconds, events_written)

@@ -31,6 +31,7 @@ class SourceStats:
 
     frames: int = 0
     corrupt: int = 0
+    missing: int = 0  # frames the container promised but never delivered (truncated file)
 
 
 class Source(ABC):
@@ -196,6 +197,11 @@ class VideoSource(Source):
                 self.stats.frames += 1
                 yield Frame(frame.to_ndarray(format="bgr24"), self.channel_id, index, t)
                 index += 1
+        expected = self.frame_count
+        if expected and self.stats.frames + self.stats.corrupt < expected:
+            self.stats.missing = expected - self.stats.frames - self.stats.corrupt
+            log.warning("%s: stream ended after %d of %d frames (truncated?)",
+                        self.uri, self.stats.frames, expected)
 
     def close(self) -> None:
         self._container.close()
