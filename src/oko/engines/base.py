@@ -48,8 +48,13 @@ class Engine(ABC):
         self.config = config
 
     @abstractmethod
-    def load(self) -> None:
-        """Load the model and run one warm-up pass, so start-up pays compile costs."""
+    def load(self, warmup_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Load the model and run one warm-up pass, so start-up pays compile costs.
+
+        ``warmup_shapes`` gives concrete shapes for inputs with dynamic axes (the caller
+        knows them from the manifest), by input name or ``"*"`` for any input; otherwise
+        dynamic axes become 1 (batch) or 64.
+        """
 
     @abstractmethod
     def inputs(self) -> list[TensorSpec]:
@@ -62,6 +67,16 @@ class Engine(ABC):
     @abstractmethod
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one forward pass (synchronously: outputs are ready on return)."""
+
+    def warmup_feeds(self, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, np.ndarray]:
+        """Zero tensors for a warm-up pass, one per input."""
+        feeds = {}
+        for spec in self.inputs():
+            shapes = shapes or {}
+            shape = shapes.get(spec.name) or shapes.get("*") or tuple(
+                d if d is not None else (1 if axis == 0 else 64) for axis, d in enumerate(spec.shape))
+            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+        return feeds
 
     @property
     def max_batch(self) -> int | None:

@@ -68,7 +68,7 @@ class OnnxRuntimeEngine(Engine):
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
 
-    def load(self) -> None:
+    def load(self, warmup_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         import onnxruntime as ort  # SDK import stays inside the engine
 
         path = self.model_path
@@ -89,7 +89,7 @@ class OnnxRuntimeEngine(Engine):
         self._inputs = [self._spec(i) for i in self._session.get_inputs()]
         self._outputs = [self._spec(o) for o in self._session.get_outputs()]
         log.info("loaded %s with %s", path, self._session.get_providers()[0])
-        self._warm_up()
+        self._warm_up(warmup_shapes)
 
     @staticmethod
     def _spec(node) -> TensorSpec:
@@ -97,17 +97,14 @@ class OnnxRuntimeEngine(Engine):
         dtype = np.dtype(_ORT_DTYPES.get(node.type, np.float32))
         return TensorSpec(node.name, shape, dtype)
 
-    def _warm_up(self) -> None:
-        feeds = {}
-        for spec in self._inputs:
-            shape = tuple(1 if d is None else d for d in spec.shape)
-            feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    def _warm_up(self, shapes: dict[str, tuple[int, ...]] | None) -> None:
+        feeds = self.warmup_feeds(shapes)
         try:
             self.run(feeds)
         except Exception as exc:
             raise EngineLoadError(
                 f"{self.model_path}: warm-up inference failed ({str(exc).splitlines()[0][:200]})",
-                "the model may need fixed input sizes; re-export it with static shapes",
+                "check the input size in the manifest against the model",
             ) from exc
 
     def inputs(self) -> list[TensorSpec]:

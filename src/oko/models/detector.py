@@ -13,7 +13,7 @@ from oko.core.timing import StageTimer
 from oko.engines import EngineConfig, create_engine
 from oko.engines.base import Engine
 from oko.models.adapter import DetectionAdapter, adapter_for
-from oko.models.manifest import Manifest, Task
+from oko.models.manifest import Layout, Manifest, Task
 from oko.models.zoo import resolve_model
 
 
@@ -54,6 +54,9 @@ def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dic
             f"model {manifest.name!r} is a {manifest.task.value} model, not a detector")
     manifest = manifest.with_postprocess(conf_threshold=conf_threshold,
                                          iou_threshold=iou_threshold)
-    loaded = create_engine(manifest.model_path, engine)
+    spec = manifest.input
+    shape = (1, 3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
+        1, spec.height, spec.width, 3)
+    loaded = create_engine(manifest.model_path, engine, {spec.name or "*": shape})
     adapter = adapter_for(manifest, loaded.inputs(), loaded.outputs())
     return Detector(manifest, loaded, adapter)
