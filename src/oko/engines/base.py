@@ -51,9 +51,7 @@ class Engine(ABC):
     def load(self, warmup_shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         """Load the model and run one warm-up pass, so start-up pays compile costs.
 
-        ``warmup_shapes`` gives concrete shapes for inputs with dynamic axes (the caller
-        knows them from the manifest), by input name or ``"*"`` for any input; otherwise
-        dynamic axes become 1 (batch) or 64.
+        ``warmup_shapes`` gives sizes for dynamic axes (see :meth:`warmup_feeds`).
         """
 
     @abstractmethod
@@ -69,12 +67,20 @@ class Engine(ABC):
         """Run one forward pass (synchronously: outputs are ready on return)."""
 
     def warmup_feeds(self, shapes: dict[str, tuple[int, ...]] | None) -> dict[str, np.ndarray]:
-        """Zero tensors for a warm-up pass, one per input."""
+        """Zero tensors for a warm-up pass, one per input.
+
+        Static axes keep the model's size; dynamic ones take the size from ``shapes`` (by
+        input name, or ``"*"`` for any input), else 1 for the batch axis and 64 otherwise.
+        """
+        shapes = shapes or {}
         feeds = {}
         for spec in self.inputs():
-            shapes = shapes or {}
-            shape = shapes.get(spec.name) or shapes.get("*") or tuple(
-                d if d is not None else (1 if axis == 0 else 64) for axis, d in enumerate(spec.shape))
+            hint = shapes.get(spec.name) or shapes.get("*")
+            if hint is not None and len(hint) != len(spec.shape):
+                hint = None
+            shape = tuple(
+                d if d is not None else (hint[axis] if hint else (1 if axis == 0 else 64))
+                for axis, d in enumerate(spec.shape))
             feeds[spec.name] = np.zeros(shape, dtype=spec.dtype)
         return feeds
 

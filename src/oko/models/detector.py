@@ -10,7 +10,7 @@ import numpy as np
 from oko.core.detections import Detections
 from oko.core.errors import ModelContractError
 from oko.core.timing import StageTimer
-from oko.engines import EngineConfig, create_engine
+from oko.engines import EngineConfig, create_engine, parse_engine_config
 from oko.engines.base import Engine
 from oko.models.adapter import DetectionAdapter, adapter_for
 from oko.models.manifest import Layout, Manifest, Task
@@ -48,6 +48,7 @@ def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dic
                   conf_threshold: float | None = None,
                   iou_threshold: float | None = None) -> Detector:
     """Resolve ``model`` (zoo name, folder, manifest or ONNX path), load and check it."""
+    engine = parse_engine_config(engine)  # a bad engine name fails before any file work
     manifest = model if isinstance(model, Manifest) else resolve_model(model)
     if manifest.task != Task.DETECT:
         raise ModelContractError(

@@ -22,6 +22,8 @@ from oko.core.frame import Frame
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# FFmpeg renders plain text as "video" through these demuxers; nobody means that.
+_TEXT_DEMUXERS = frozenset({"tty"})
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
@@ -138,6 +140,9 @@ class VideoSource(Source):
             self._container = av.open(uri, options=opts, timeout=open_timeout_s)
         except av.error.FFmpegError as exc:
             raise SourceError(f"{uri}: not a readable video or image ({_ffmpeg_reason(exc)})") from exc
+        if self._container.format.name in _TEXT_DEMUXERS:
+            self._container.close()
+            raise SourceError(f"{uri}: not a readable video or image (it is a text file)")
         if not self._container.streams.video:
             self._container.close()
             raise SourceError(f"{uri}: has no video stream")
