@@ -1,6 +1,8 @@
 """Model manifests, the zoo, and family adapters (pure numpy pre/post-processing)."""
 
-from oko.models import yolo as _yolo  # noqa: F401  (registers the family)
+from oko.models import centernet as _centernet  # noqa: F401  (each import registers a family)
+from oko.models import nanodet as _nanodet  # noqa: F401
+from oko.models import yolo as _yolo  # noqa: F401
 from oko.models.adapter import DetectionAdapter, adapter_for
 from oko.models.detector import Detector, load_detector
 from oko.models.manifest import Manifest, load_manifest

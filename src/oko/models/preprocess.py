@@ -13,17 +13,17 @@ from oko.models.manifest import ColorOrder, InputDType, InputSpec, Layout, Resiz
 class InputPreprocessor:
     """Resize, reorder channels, normalise and lay out a batch of BGR uint8 images.
 
-    The per-pixel work is one vectorised pass over the stacked batch; mean and std are
-    folded into a single multiply-add.
+    For NCHW, normalisation runs on contiguous channel planes (one scalar subtract and
+    divide per plane): several times faster than broadcasting over interleaved HxWx3
+    pixels, and bit-identical to Ultralytics' ``x / 255``.
     """
 
     def __init__(self, spec: InputSpec) -> None:
         self.spec = spec
-        # Constants in the model's channel order (channels are flipped before applying).
-        mean = np.asarray(spec.mean, np.float32)
-        self._scale = (1.0 / np.asarray(spec.std, np.float32)).astype(np.float32)
-        self._offset = (-mean * self._scale).astype(np.float32)
-        self._identity = bool(np.all(mean == 0) and np.all(self._scale == 1))
+        # Planes are taken from BGR images in the model's channel order.
+        self._order = [2, 1, 0] if spec.color == ColorOrder.RGB else [0, 1, 2]
+        self._mean = [float(m) for m in spec.mean]
+        self._std = [float(s) for s in spec.std]
 
     def resize(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         spec = self.spec
@@ -34,15 +34,16 @@ class InputPreprocessor:
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         resized, geoms = zip(*(self.resize(img) for img in images), strict=True)
         batch = np.stack(resized)  # (B, H, W, 3) uint8 BGR
-        if self.spec.color == ColorOrder.RGB:
-            batch = batch[..., ::-1]
-        if self.spec.dtype == InputDType.UINT8:
-            tensor = np.ascontiguousarray(batch)
-        else:
-            tensor = batch.astype(np.float32)
-            if not self._identity:
-                tensor *= self._scale
-                tensor += self._offset
         if self.spec.layout == Layout.NCHW:
-            tensor = np.ascontiguousarray(tensor.transpose(0, 3, 1, 2))
+            tensor = batch.transpose(0, 3, 1, 2)[:, self._order]  # contiguous planes (copy)
+        else:
+            tensor = batch[..., self._order]
+        if self.spec.dtype == InputDType.FLOAT32:
+            tensor = tensor.astype(np.float32)
+            for c in range(3):
+                plane = tensor[:, c] if self.spec.layout == Layout.NCHW else tensor[..., c]
+                if self._mean[c]:
+                    plane -= self._mean[c]
+                if self._std[c] != 1.0:
+                    plane /= self._std[c]
         return tensor, list(geoms)
