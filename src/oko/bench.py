@@ -10,6 +10,7 @@ one run on one machine, so they compare; absolute numbers vary between machines.
 from __future__ import annotations
 
 import itertools
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ WARMUP = 5
 class BenchReport:
     model: str
     engine: str
+    threads: str
     frames: int
     input_size: str
     decode_ms: float
@@ -38,7 +40,12 @@ class BenchReport:
     infer_ms: float
     post_ms: float
     raw_engine_fps: float
+    detector_fps: float
     pipeline_fps: float
+
+    @property
+    def detector_ratio(self) -> float:
+        return self.detector_fps / self.raw_engine_fps
 
     @property
     def ratio(self) -> float:
@@ -58,7 +65,8 @@ def _decode_frames(source: str | Path, n: int) -> tuple[list[np.ndarray], float]
     return images, (time.perf_counter() - start) * 1000 / max(len(images), 1)
 
 
-def _median_fps(seconds: list[float]) -> float:
+def _fps(seconds: list[float]) -> float:
+    """Frames per second from per-frame wall times (median: robust to a stray stall)."""
     return 1.0 / float(np.median(seconds))
 
 
@@ -66,14 +74,9 @@ def bench_detector(model: str, engine: EngineConfig | str | dict, source: str | 
                    frames: int = 100) -> BenchReport:
     detector = load_detector(model, engine)
     images, decode_ms = _decode_frames(source, frames)
-
-    # Stage times through the detector at batch 1 (after warm-up).
+    n = len(images)
     for img in images[:WARMUP]:
         detector([img])
-    timings: dict[str, float] = {}
-    for img in images:
-        detector([img], timings)
-    n = len(images)
 
     # Raw engine: one preprocessed tensor, run back to back.
     inputs, _ = detector.adapter.preprocess(images[:1])
@@ -83,7 +86,15 @@ def bench_detector(model: str, engine: EngineConfig | str | dict, source: str | 
         detector.engine.run(inputs)
         raw.append(time.perf_counter() - t0)
 
-    # Pipeline: decode thread + pre + infer + post, wall clock per frame.
+    # Detector on decoded frames in memory: pre + infer + post, timed per stage.
+    timings: dict[str, float] = {}
+    per_image: list[float] = []
+    for img in images:
+        t0 = time.perf_counter()
+        detector([img], timings)
+        per_image.append(time.perf_counter() - t0)
+
+    # Pipeline: decoding on its own thread feeding the detector, as `oko analyze` runs.
     module = DetectModule(DetectOptions(model=model), detector=detector)
     per_frame: list[float] = []
     with open_source(source) as src:
@@ -94,23 +105,34 @@ def bench_detector(model: str, engine: EngineConfig | str | dict, source: str | 
                 per_frame.append(now - last)
             last = now
     m = detector.manifest
+    threads = getattr(detector.engine.config, "threads", None)
     return BenchReport(
-        model=m.name, engine=detector.engine.describe(), frames=n,
+        model=m.name, engine=detector.engine.describe(),
+        threads="all cores" if threads is None else str(threads), frames=n,
         input_size=f"{m.input.width}x{m.input.height}", decode_ms=decode_ms,
         pre_ms=timings["pre"] / n, infer_ms=timings["infer"] / n, post_ms=timings["post"] / n,
-        raw_engine_fps=_median_fps(raw), pipeline_fps=_median_fps(per_frame))
+        raw_engine_fps=_fps(raw), detector_fps=_fps(per_image), pipeline_fps=_fps(per_frame))
 
 
-def print_report(r: BenchReport, console: Console) -> None:
-    table = Table(title=f"oko bench: {r.model} ({r.input_size}) on {r.engine}, batch 1, "
-                        f"{r.frames} frames, {platform.processor() or platform.machine()}")
+def print_reports(reports: list[BenchReport], console: Console) -> None:
+    first = reports[0]
+    table = Table(title=f"oko bench: {first.model} ({first.input_size}) on {first.engine}, "
+                        f"batch 1, {first.frames} frames, {os.cpu_count()} CPU cores "
+                        f"({platform.machine()})")
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("decode ms/frame (own thread in the pipeline)", f"{r.decode_ms:.2f}")
-    table.add_row("preprocess ms/frame", f"{r.pre_ms:.2f}")
-    table.add_row("inference ms/frame", f"{r.infer_ms:.2f}")
-    table.add_row("postprocess ms/frame", f"{r.post_ms:.2f}")
-    table.add_row("raw engine fps", f"{r.raw_engine_fps:.1f}")
-    table.add_row("pipeline fps (decode+pre+infer+post)", f"{r.pipeline_fps:.1f}")
-    table.add_row("[bold]pipeline / raw engine[/]", f"[bold]{r.ratio:.3f}[/]")
+    for r in reports:
+        table.add_column(f"engine threads: {r.threads}", justify="right")
+    rows = [
+        ("decode ms/frame", "decode_ms", "{:.2f}"),
+        ("preprocess ms/frame", "pre_ms", "{:.2f}"),
+        ("inference ms/frame", "infer_ms", "{:.2f}"),
+        ("postprocess ms/frame", "post_ms", "{:.2f}"),
+        ("raw engine fps", "raw_engine_fps", "{:.1f}"),
+        ("detector fps (pre+infer+post)", "detector_fps", "{:.1f}"),
+        ("pipeline fps (decode thread+pre+infer+post)", "pipeline_fps", "{:.1f}"),
+        ("detector / raw engine", "detector_ratio", "{:.3f}"),
+        ("[bold]pipeline / raw engine[/]", "ratio", "[bold]{:.3f}[/]"),
+    ]
+    for title, attr, fmt in rows:
+        table.add_row(title, *(fmt.format(getattr(r, attr)) for r in reports))
     console.print(table)

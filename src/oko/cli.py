@@ -130,16 +130,25 @@ def bench(
     engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
     frames: Annotated[int, typer.Option(help="Frames to measure.", min=10)] = 100,
     source: Annotated[str | None, typer.Option(help="Video to decode (default: the sample).")] = None,
-    threads: Annotated[int | None, typer.Option(help="Engine CPU threads.", min=1)] = None,
+    threads: Annotated[list[int] | None, typer.Option(
+        help="Engine CPU threads; repeat to compare (default: all cores, and all but one).",
+        min=1)] = None,
 ) -> None:
     """Measure pre/infer/post ms per frame and pipeline fps vs raw engine fps (batch 1)."""
-    from oko.bench import bench_detector, print_report
+    import os
+
+    from oko.bench import bench_detector, print_reports
     from oko.demo import SAMPLE_VIDEO
     from oko.models import DEFAULT_DETECTOR
 
-    engine_cfg: dict = {"kind": engine} | ({"threads": threads} if threads else {})
-    report = bench_detector(model or DEFAULT_DETECTOR, engine_cfg, source or SAMPLE_VIDEO, frames)
-    print_report(report, Console())
+    cores = os.cpu_count() or 1
+    settings: list[int | None] = list(threads) if threads else [None] + ([cores - 1] if cores > 1 else [])
+    reports = []
+    for n_threads in settings:
+        engine_cfg: dict = {"kind": engine} | ({"threads": n_threads} if n_threads else {})
+        reports.append(bench_detector(model or DEFAULT_DETECTOR, engine_cfg,
+                                      source or SAMPLE_VIDEO, frames))
+    print_reports(reports, Console())
 
 
 def main() -> None:

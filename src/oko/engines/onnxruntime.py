@@ -29,6 +29,8 @@ class OnnxRuntimeConfig(EngineConfig):
         "auto", description="'auto' uses TensorRT, then CUDA, when present, else the CPU.")
     threads: int | None = Field(
         None, ge=1, description="Intra-op CPU threads; None lets ONNX Runtime choose.")
+    spin: bool = Field(
+        False, description="Let idle CPU threads busy-wait (faster engine alone, slower pipeline).")
     tensorrt_fp16: bool = Field(True, description="Allow FP16 kernels in TensorRT.")
     tensorrt_cache: Path | None = Field(
         None, description="Folder for TensorRT engine caches (saves minutes at start-up).")
@@ -80,6 +82,11 @@ class OnnxRuntimeEngine(Engine):
             opts.intra_op_num_threads = self.config.threads
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if not self.config.spin:
+            # Idle pool threads otherwise busy-wait after each run, taking the cores that
+            # decoding, pre- and post-processing need between inferences.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers = _providers(self.config, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=providers)

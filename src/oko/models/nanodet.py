@@ -77,20 +77,33 @@ class NanoDetAdapter(DetectionAdapter):
     def decode(self, outputs: list[np.ndarray], geom: Letterbox) -> Detections:
         nc = len(self.labels)
         if len(outputs) == 1:
-            scores, reg = outputs[0][:, :nc], outputs[0][:, nc:]
+            levels = [(outputs[0][:, :nc], outputs[0][:, nc:])]
         else:
             half = len(outputs) // 2
-            scores, reg = np.concatenate(outputs[:half]), np.concatenate(outputs[half:])
+            levels = list(zip(outputs[:half], outputs[half:], strict=True))
+        threshold = self.post.conf_threshold
+        if self.options.score_activation == "sigmoid":  # compare logits: no exp on every cell
+            threshold = float(np.log(threshold / (1 - threshold))) if 0 < threshold < 1 else (
+                -np.inf if threshold <= 0 else np.inf)
+        # Only cells with some class above the threshold go further ("any" is a cheap
+        # reduction; a row-wise max over all cells costs several times more).
+        cand, scores, reg, start = [], [], [], 0
+        for cls, box in levels:
+            rows = np.flatnonzero((cls > threshold).any(axis=1))
+            cand.append(rows + start)
+            scores.append(cls[rows])
+            reg.append(box[rows])
+            start += len(cls)
+        cand, scores, reg = np.concatenate(cand), np.concatenate(scores), np.concatenate(reg)
         if self.options.score_activation == "sigmoid":
             scores = 1.0 / (1.0 + np.exp(-scores))
-        best = scores.max(axis=1)
-        cand = np.flatnonzero(best > self.post.conf_threshold)
-        class_ids = scores[cand].argmax(axis=1).astype(np.int32)
+        class_ids = scores.argmax(axis=1).astype(np.int32)
+        best = scores[np.arange(len(cand)), class_ids]
         # Distribution focal loss: expected bin of a softmax per side, in stride units.
-        logits = reg[cand].reshape(-1, 4, self.bins)
+        logits = reg.reshape(-1, 4, self.bins)
         prob = np.exp(logits - logits.max(axis=2, keepdims=True))
         dist = (prob @ np.arange(self.bins, dtype=np.float32)) / prob.sum(axis=2)
         dist *= self.strides[cand, None]
         c = self.centres[cand]
         xyxy = np.concatenate([c - dist[:, :2], c + dist[:, 2:]], axis=1)
-        return self.finish(xyxy, best[cand], class_ids, geom)
+        return self.finish(xyxy, best, class_ids, geom)

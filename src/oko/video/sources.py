@@ -147,7 +147,9 @@ class VideoSource(Source):
             self._container.close()
             raise SourceError(f"{uri}: has no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"  # frame/slice threads inside the decoder
+        # Slice threads only: frame threading adds latency and, with a decode thread per
+        # channel, oversubscribes the cores that inference needs.
+        self._stream.thread_type = "SLICE"
 
     @property
     def fps(self) -> float | None:
