@@ -147,9 +147,9 @@ class VideoSource(Source):
             self._container.close()
             raise SourceError(f"{uri}: has no video stream")
         self._stream = self._container.streams.video[0]
-        # Slice threads only: frame threading adds latency and, with a decode thread per
-        # channel, oversubscribes the cores that inference needs.
-        self._stream.thread_type = "SLICE"
+        # Frame + slice threads. (Slice threading alone hides H.264 errors: concealed
+        # frames come out without their corrupt flag, so they could not be skipped.)
+        self._stream.thread_type = "AUTO"
 
     @property
     def fps(self) -> float | None:
