@@ -8,7 +8,11 @@ UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: setup demo test bench lock clean
+# Real servers the tests start themselves (MQTT broker, RTSP server, FFmpeg publisher).
+SYSTEM_TEST_TOOLS := /usr/sbin/mosquitto /usr/bin/rtsp-server-perl /usr/bin/ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-test-deps demo test bench lock clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -20,7 +24,14 @@ setup: $(UV)
 demo: setup
 	.venv/bin/oko demo
 
-test: setup
+system-test-deps:
+	@for tool in $(SYSTEM_TEST_TOOLS); do [ -x "$$tool" ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends mosquitto rtsp-server-perl ffmpeg; \
+	fi
+
+test: setup system-test-deps
 	.venv/bin/python -m pytest
 
 bench: setup

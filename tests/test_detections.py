@@ -64,3 +64,14 @@ def test_labels_and_derived_values():
     assert d.labels(["person"]) == ["person", "99"]
     np.testing.assert_allclose(d.area, [8, 4])
     np.testing.assert_allclose(d.centers, [[1, 2], [2, 2]])
+
+
+def test_event_json_round_trip_with_snapshot():
+    from oko.core import Event
+
+    e = Event("line_crossing", "cam1", 12.5, 125, {"track_id": 7, "direction": "in"},
+              snapshot=b"\xff\xd8jpeg")
+    back = Event.from_json(e.to_json())
+    assert back == e
+    assert '"snapshot_jpeg"' in e.to_json()
+    assert "snapshot_jpeg" not in Event("x", "c", 0.0, 0).to_dict()

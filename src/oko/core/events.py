@@ -6,11 +6,12 @@ so that receivers can deduplicate retries.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,11 @@ from oko.core.detections import Detections
 class Event:
     """One thing that happened on one channel.
 
-    ``type`` names the kind (``detections``, ``line_crossing``, ``channel_error``, ...);
-    ``timestamp`` is stream time in seconds, ``wall_time`` the Unix time of emission.
+    ``type`` names the kind (``detections``, ``line_crossing``, ``zone_enter``,
+    ``zone_exit``, ``channel_state``, ...); ``timestamp`` is stream time in seconds,
+    ``wall_time`` the Unix time of emission. Kind-specific fields (track id, class, zone or
+    line name, direction, counts, plate text, identity) go in ``data``. ``snapshot`` is an
+    optional JPEG crop, carried base64-encoded as ``snapshot_jpeg`` in JSON.
     """
 
     type: str
@@ -33,12 +37,30 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     wall_time: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    snapshot: bytes | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = {"id": self.id, "type": self.type, "channel_id": self.channel_id,
+               "timestamp": self.timestamp, "frame_index": self.frame_index,
+               "wall_time": self.wall_time, "data": self.data}
+        if self.snapshot is not None:
+            out["snapshot_jpeg"] = base64.b64encode(self.snapshot).decode("ascii")
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        snapshot = d.get("snapshot_jpeg")
+        return cls(type=d["type"], channel_id=d["channel_id"], timestamp=float(d["timestamp"]),
+                   frame_index=int(d["frame_index"]), data=dict(d.get("data") or {}),
+                   wall_time=float(d.get("wall_time", time.time())), id=str(d["id"]),
+                   snapshot=base64.b64decode(snapshot) if snapshot else None)
+
+    @classmethod
+    def from_json(cls, text: str) -> Event:
+        return cls.from_dict(json.loads(text))
 
 
 def detection_records(dets: Detections, labels: Sequence[str], decimals: int = 1) -> list[dict]:
