@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ class Frame:
     index: int
     timestamp: float
     timings: dict[str, float] = field(default_factory=dict)
+    received: float = field(default_factory=time.monotonic)  # when decoded (latency)
 
     def __post_init__(self) -> None:
         img = self.image
