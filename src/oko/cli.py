@@ -86,15 +86,85 @@ def demo(
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
     source: Annotated[str | None, typer.Option(help="Another video instead of the sample.")] = None,
 ) -> None:
-    """Detect people and vehicles in the bundled sample video; write MP4 and events."""
+    """Count people crossing a line in the bundled sample video; write MP4 and events."""
     from oko.demo import SAMPLE_VIDEO, run_demo
 
     result = run_demo(out, source or SAMPLE_VIDEO, model=model, engine=engine,
                       max_frames=max_frames)
-    s = result.summary.to_dict()
-    _print_summary(f"oko demo: {result.summary.frames} frames at {result.fps:.1f} fps", s)
-    Console().print(f"annotated video: [bold]{result.video}[/]\n"
-                    f"events ({result.events_written}): [bold]{result.events}[/]")
+    ch = result.channel
+    table = Table(title=f"oko demo: {ch['frames_processed']} frames at {result.fps:.1f} fps",
+                  show_header=False)
+    for label, n in sorted(ch["detections_per_label"].items(), key=lambda kv: -kv[1]["detections"]):
+        table.add_row(f"  {label}", f"{n['detections']} detections, {n['tracks']} tracks")
+    for line in ch.get("analytics", {}).get("lines", []):
+        table.add_row(f"line {line['name']}", f"in {line['in']}, out {line['out']}")
+    table.add_row("events", str(ch["events"]))
+    if ch["corrupt_frames"]:
+        table.add_row("corrupt frames skipped", str(ch["corrupt_frames"]))
+    Console().print(table)
+    Console().print(f"annotated video: [bold]{result.video}[/]\nevents: [bold]{result.events}[/]")
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (YAML).")],
+    no_api: Annotated[bool, typer.Option("--no-api", help="Do not start the control API.")] = False,
+    api_port: Annotated[int | None, typer.Option(help="Override api.port.", min=0, max=65535)] = None,
+) -> None:
+    """Run a pipeline config: channels, tracking, zones/lines, sinks, control API."""
+    from oko.config import load_config
+    from oko.run import run_pipeline
+
+    cfg = load_config(config)
+    if api_port is not None:
+        cfg = cfg.model_copy(update={"api": cfg.api.model_copy(update={"port": api_port})})
+    run_pipeline(cfg, Console(stderr=True), api=not no_api)
+
+
+@app.command()
+def count(
+    video: Annotated[str, typer.Argument(help="Video file (or stream URL) to count on.")],
+    line: Annotated[list[str], typer.Option(help="X1,Y1,X2,Y2 in pixels; repeat for more lines.")],
+    anchor: Annotated[str, typer.Option(help="Box point that crosses the line.")] = "bottom_center",
+    classes: Annotated[list[str] | None, typer.Option(help="Count only these labels.")] = None,
+    tracker: Annotated[str, typer.Option(help="ocsort or bytetrack.")] = "ocsort",
+    model: Annotated[str | None, typer.Option(help="Detection model name or path.")] = None,
+    normalized: Annotated[bool, typer.Option(help="Line coordinates are 0..1 fractions.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Count objects crossing lines over a whole video (detection + tracking + lines)."""
+    import json
+
+    from oko.count import count_video
+
+    result = count_video(video, line, anchor=anchor, classes=classes, tracker=tracker,
+                         model=model, normalized=normalized)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    table = Table(title=f"oko count: {video} ({result['frames']} frames)")
+    for col in ("line", "in", "out", "by class"):
+        table.add_column(col)
+    for ln in result["lines"]:
+        by_class = ", ".join(f"{k}: {v['in']}/{v['out']}" for k, v in ln["by_class"].items())
+        table.add_row(str(ln["line"]), str(ln["in"]), str(ln["out"]), by_class)
+    Console().print(table)
+    Console().print(result["direction"])
+
+
+@app.command()
+def track(
+    det: Annotated[Path, typer.Option(help="MOTChallenge detections (frame,id,x,y,w,h,score,...).")],
+    out: Annotated[Path, typer.Option(help="MOTChallenge tracks to write.")],
+    tracker: Annotated[str, typer.Option(help="ocsort or bytetrack.")] = "ocsort",
+    fps: Annotated[float, typer.Option(help="Frame rate of the sequence.", min=0.1)] = 30.0,
+) -> None:
+    """Track MOTChallenge detections and write MOTChallenge tracks (for evaluation)."""
+    from oko.track.mot import track_mot_file
+
+    stats = track_mot_file(det, out, tracker, fps)
+    Console().print(f"{stats['frames']} frames, {stats['tracks']} tracks, {stats['boxes']} boxes "
+                    f"-> {out} ({stats['frames'] / max(stats['time'], 1e-9):.0f} frames/s)")
 
 
 @models_app.command("list")

@@ -1,7 +1,8 @@
-"""`oko demo`: detect people and vehicles in the bundled sample video.
+"""`oko demo`: count people crossing a line in the bundled sample video.
 
-Writes an annotated MP4 and an events JSONL file into an output folder, with a progress
-bar, and returns a summary for the CLI to print.
+The demo is an ordinary pipeline config (one file channel, detection, OC-SORT tracking, a
+counting line, annotated recording, a JSONL sink) run by the same runtime as `oko run`,
+with a progress bar and a summary at the end.
 """
 
 from __future__ import annotations
@@ -9,65 +10,81 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from oko.analyze import AnalyzeSummary
-from oko.core.events import Event, detection_records
-from oko.modules import create_module
-from oko.sinks import JsonlSink
-from oko.video import BoxAnnotator, VideoWriter, open_source, run_module
+from oko.config import PipelineConfig, parse_config
+from oko.video.runtime import Runtime
+from oko.video.sources import open_source
 
 SAMPLE_VIDEO = Path(__file__).resolve().parent / "data" / "samples" / "vtest.mp4"
+
+# A vertical line across the walkway of the sample; people walking left/right cross it.
+DEMO_LINE = {"name": "walkway", "start": [0.5, 0.22], "end": [0.5, 0.62], "normalized": True,
+             "classes": ["person"]}
+
+
+def demo_config(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | None = None,
+                engine: str = "onnxruntime", max_frames: int | None = None,
+                line: dict[str, Any] | None = None) -> PipelineConfig:
+    detect: dict[str, Any] = {} if model is None else {"model": model}
+    channel: dict[str, Any] = {
+        "id": "demo", "source": {"uri": str(source)}, "detect": detect,
+        "tracker": {"kind": "ocsort"}, "lines": [line or DEMO_LINE],
+        "detection_events": True, "record": {"path": str(out_dir / "annotated.mp4")},
+    }
+    if max_frames is not None:
+        channel["max_frames"] = max_frames
+    return parse_config({
+        "node": "demo", "engine": {"kind": engine}, "api": {"enabled": False},
+        "batch": {"max_size": 1, "max_wait_ms": 0},
+        "sinks": [{"kind": "jsonl", "path": str(out_dir / "events.jsonl")}],
+        "channels": [channel],
+    }, "demo config")
 
 
 @dataclass
 class DemoResult:
     video: Path
     events: Path
-    summary: AnalyzeSummary
+    snapshot: dict[str, Any]
     seconds: float
-    events_written: int
+
+    @property
+    def channel(self) -> dict[str, Any]:
+        return self.snapshot["channels"][0]
 
     @property
     def fps(self) -> float:
-        return self.summary.frames / self.seconds if self.seconds > 0 else 0.0
+        return self.channel["frames_processed"] / self.seconds if self.seconds > 0 else 0.0
 
 
 def run_demo(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | None = None,
              engine: str = "onnxruntime", max_frames: int | None = None,
              show_progress: bool = True) -> DemoResult:
-    options = {"engine": engine} | ({"model": model} if model else {})
-    module = create_module("detect", options)
-    labels = list(module.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
-    video_path, events_path = out_dir / "annotated.mp4", out_dir / "events.jsonl"
-    events_path.unlink(missing_ok=True)
-    summary = AnalyzeSummary()
-    annotator = BoxAnnotator(labels)
-    with open_source(source, channel_id="demo") as src, JsonlSink(events_path) as sink:
-        total = src.frame_count if max_frames is None else min(max_frames, src.frame_count or max_frames)
-        writer = None
-        start = time.perf_counter()
-        with Progress(TextColumn("[bold]detect"), BarColumn(), MofNCompleteColumn(),
+    (out_dir / "events.jsonl").unlink(missing_ok=True)
+    config = demo_config(out_dir, source, model, engine, max_frames)
+    runtime = Runtime(config.engine, config.batch, config.sinks, node=config.node)
+    start = time.perf_counter()
+    try:
+        channel = runtime.add_channel(config.channels[0])
+        with open_source(source) as probe:
+            total = probe.frame_count
+        if max_frames is not None:
+            total = min(total or max_frames, max_frames)
+        with Progress(TextColumn("[bold]demo"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[fps]:.1f} fps"), TimeRemainingColumn(),
-                      disable=not show_progress, transient=False) as progress:
+                      disable=not show_progress) as progress:
             task = progress.add_task("demo", total=total, fps=0.0)
-            for result in run_module(src, module, max_frames=max_frames):
-                frame = result.frame
-                if writer is None:
-                    writer = VideoWriter(video_path, getattr(src, "fps", None) or 10.0,
-                                         frame.width, frame.height)
-                writer.write(annotator.annotate(frame.image, result.detections))
-                if len(result.detections):
-                    sink.send(Event("detections", frame.channel_id, frame.timestamp, frame.index,
-                                    {"objects": detection_records(result.detections, labels)}))
-                summary.add(result, labels)
-                elapsed = time.perf_counter() - start
-                progress.update(task, advance=1, fps=summary.frames / max(elapsed, 1e-9))
-        seconds = time.perf_counter() - start
-        if writer is not None:
-            writer.close()
-        summary.record_source(src)
-        events_written = sink.count
-    return DemoResult(video_path, events_path, summary, seconds, events_written)
+            while not runtime.wait(timeout_s=0.25):
+                done = channel.stats.processed.total
+                progress.update(task, completed=done,
+                                fps=done / max(time.perf_counter() - start, 1e-9))
+            progress.update(task, completed=channel.stats.processed.total)
+    finally:
+        runtime.stop()
+    seconds = time.perf_counter() - start
+    return DemoResult(out_dir / "annotated.mp4", out_dir / "events.jsonl", runtime.snapshot(),
+                      seconds)

@@ -7,6 +7,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from oko.core.detections import Detections
+
 
 class RateMeter:
     """Events per second over a sliding window of recent timestamps."""
@@ -45,6 +49,33 @@ class ChannelStats:
     events: int = 0
     errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    detections_by_class: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    track_ids_by_class: dict[int, set[int]] = field(default_factory=dict)
+
+    def count_objects(self, dets: Detections) -> None:
+        """Detections per class, and distinct confirmed track ids per class."""
+        if not len(dets) or dets.class_id is None:
+            return
+        counts = np.bincount(dets.class_id, minlength=len(self.detections_by_class))
+        with self.lock:
+            if len(counts) > len(self.detections_by_class):
+                self.detections_by_class = np.pad(
+                    self.detections_by_class, (0, len(counts) - len(self.detections_by_class)))
+            self.detections_by_class[: len(counts)] += counts
+            if dets.track_id is not None:
+                confirmed = dets.track_id >= 0
+                for cid, tid in zip(dets.class_id[confirmed].tolist(),
+                                    dets.track_id[confirmed].tolist(), strict=True):
+                    self.track_ids_by_class.setdefault(cid, set()).add(tid)
+
+    def per_label(self, labels: list[str]) -> dict[str, dict[str, int]]:
+        with self.lock:
+            out = {}
+            for cid in np.flatnonzero(self.detections_by_class).tolist():
+                name = labels[cid] if cid < len(labels) else str(cid)
+                out[name] = {"detections": int(self.detections_by_class[cid]),
+                             "tracks": len(self.track_ids_by_class.get(cid, ()))}
+            return out
 
     def frame_decoded(self) -> None:
         with self.lock:
