@@ -32,7 +32,7 @@ def analyze(
     path: Annotated[str, typer.Argument(help="Video file, stream URL, image or image folder.")],
     module: Annotated[str, typer.Option(help="Module to run.")] = "detect",
     model: Annotated[str | None, typer.Option(help="Model name or path (module default if unset).")] = None,
-    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    engine: Annotated[str | None, typer.Option(help="Engine name (default: the model's own).")] = None,
     conf: Annotated[float | None, typer.Option(help="Score threshold override.", min=0, max=1)] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
     batch: Annotated[int, typer.Option(help="Frames per inference batch.", min=1)] = 1,
@@ -43,7 +43,7 @@ def analyze(
     from oko.modules import create_module
     from oko.video import open_source, run_module
 
-    options: dict = {"engine": engine}
+    options: dict = {} if engine is None else {"engine": engine}
     if model is not None:
         options["model"] = model
     if conf is not None:
@@ -82,7 +82,7 @@ def _print_summary(title: str, summary: dict) -> None:
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("oko-demo-output"),
     model: Annotated[str | None, typer.Option(help="Detection model name or path.")] = None,
-    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    engine: Annotated[str | None, typer.Option(help="Engine name (default: the model's own).")] = None,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
     source: Annotated[str | None, typer.Option(help="Another video instead of the sample.")] = None,
 ) -> None:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from oko.api import ApiConfig
 from oko.core.errors import ConfigError
-from oko.engines import engine_config_type, parse_engine_config
+from oko.engines import engine_config_type
 from oko.sinks import SinkConfig
 from oko.video.batcher import BatchConfig
 from oko.video.channel import ChannelConfig
@@ -41,7 +41,8 @@ EngineSettings = engine_config_type()
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     node: str = Field("oko-edge", description="This edge node's id (in events and topics).")
-    engine: EngineSettings = Field(default_factory=lambda: parse_engine_config("onnxruntime"))
+    engine: EngineSettings | None = Field(
+        None, description="Engine for every model; None: each model's own (ONNX Runtime).")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
     sinks: list[SinkConfig] = Field(default_factory=list, description="Where events go.")

@@ -26,7 +26,7 @@ DEMO_LINE = {"name": "walkway", "start": [0.5, 0.22], "end": [0.5, 0.62], "norma
 
 
 def demo_config(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | None = None,
-                engine: str = "onnxruntime", max_frames: int | None = None,
+                engine: str | None = None, max_frames: int | None = None,
                 line: dict[str, Any] | None = None) -> PipelineConfig:
     detect: dict[str, Any] = {} if model is None else {"model": model}
     channel: dict[str, Any] = {
@@ -37,7 +37,8 @@ def demo_config(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | N
     if max_frames is not None:
         channel["max_frames"] = max_frames
     return parse_config({
-        "node": "demo", "engine": {"kind": engine}, "api": {"enabled": False},
+        "node": "demo", "engine": None if engine is None else {"kind": engine},
+        "api": {"enabled": False},
         "batch": {"max_size": 1, "max_wait_ms": 0},
         "sinks": [{"kind": "jsonl", "path": str(out_dir / "events.jsonl")}],
         "channels": [channel],
@@ -61,7 +62,7 @@ class DemoResult:
 
 
 def run_demo(out_dir: Path, source: str | Path = SAMPLE_VIDEO, model: str | None = None,
-             engine: str = "onnxruntime", max_frames: int | None = None,
+             engine: str | None = None, max_frames: int | None = None,
              show_progress: bool = True) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "events.jsonl").unlink(missing_ok=True)

@@ -47,9 +47,16 @@ class Detector:
 def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dict | None = None,
                   conf_threshold: float | None = None,
                   iou_threshold: float | None = None) -> Detector:
-    """Resolve ``model`` (zoo name, folder, manifest or ONNX path), load and check it."""
-    engine = parse_engine_config(engine)  # a bad engine name fails before any file work
+    """Resolve ``model`` (zoo name, folder, manifest or ONNX path), load and check it.
+
+    ``engine`` None means the engine the manifest names (a ported artefact), else ONNX
+    Runtime.
+    """
+    if engine is not None:
+        engine = parse_engine_config(engine)  # a bad engine name fails before any file work
     manifest = model if isinstance(model, Manifest) else resolve_model(model)
+    if engine is None:
+        engine = parse_engine_config(manifest.engine)
     if manifest.task != Task.DETECT:
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value} model, not a detector")

@@ -101,6 +101,11 @@ class Manifest(_Strict):
     decode: dict[str, Any] = Field(
         default_factory=dict, description="Family-specific decoding options.")
     postprocess: PostprocessSpec = Field(default_factory=PostprocessSpec)
+    engine: dict[str, Any] | None = Field(
+        None, description="Engine config that runs this file (e.g. {kind: sophon}); "
+                          "None: whatever engine the caller picks (ONNX Runtime by default).")
+    provenance: dict[str, Any] = Field(
+        default_factory=dict, description="How this file was made (e.g. by `oko port`).")
     licence: str = ""
     origin: str = ""
     path: Path | None = Field(None, exclude=True, description="Set by the loader.")

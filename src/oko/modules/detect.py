@@ -17,7 +17,8 @@ from oko.modules.base import Module, ModuleOptions
 
 class DetectOptions(ModuleOptions):
     model: str = Field(DEFAULT_DETECTOR, description="Zoo name or path of a detection model.")
-    engine: str | dict[str, Any] = Field("onnxruntime", description="Engine name or config.")
+    engine: str | dict[str, Any] | None = Field(
+        None, description="Engine name or config; None: the model's own (ONNX Runtime).")
     conf_threshold: float | None = Field(None, ge=0, le=1, description="Override the manifest's.")
     iou_threshold: float | None = Field(None, ge=0, le=1, description="Override the manifest's.")
     classes: list[str] | None = Field(None, description="Keep only these labels (None: all).")

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, engine: EngineConfig, batch: BatchConfig, sinks: list[SinkConfig],
+    def __init__(self, engine: EngineConfig | None, batch: BatchConfig, sinks: list[SinkConfig],
                  node: str = "oko-edge") -> None:
         self.node = node
         self.engine = engine
