@@ -167,6 +167,40 @@ def track(
                     f"-> {out} ({stats['frames'] / max(stats['time'], 1e-9):.0f} frames/s)")
 
 
+@app.command()
+def port(
+    model: Annotated[str, typer.Argument(help="ONNX file, or zoo model / folder with a manifest.")],
+    target: Annotated[str, typer.Option(help="bm1684x, bm1684, openvino or onnxruntime.")],
+    precision: Annotated[str, typer.Option(help="f32, f16 (where the target has it) or int8.")],
+    out: Annotated[Path, typer.Option(help="Output folder (artefact, manifest, reports).")],
+    calib: Annotated[Path | None, typer.Option(help="Folder of images or a video (int8).")] = None,
+    calib_count: Annotated[int, typer.Option(help="Calibration frames sampled.", min=2)] = 64,
+    val: Annotated[Path | None, typer.Option(help="Held-out images or video for validation.")] = None,
+    val_count: Annotated[int, typer.Option(help="Validation frames sampled.", min=1)] = 16,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        help="Fixed input shape, [NAME=]1,3,640,640; repeat per input.")] = None,
+    min_cosine: Annotated[float | None, typer.Option(help="Per-output cosine threshold.")] = None,
+    min_euclidean: Annotated[float | None, typer.Option(help="Euclidean similarity threshold.")] = None,
+    min_task: Annotated[float | None, typer.Option(help="Task metric threshold.")] = None,
+    accept_loss: Annotated[bool, typer.Option(help="Keep the port even below thresholds.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Compile a model for a target, validate it against ONNX Runtime FP32, write a report."""
+    from oko.port.pipeline import PortRequest, port_model
+    from oko.port.targets import load_targets
+
+    load_targets()
+    report = port_model(PortRequest(
+        model=model, target=target, precision=precision, out=out, calib=calib,
+        calib_count=calib_count, val=val, val_count=val_count, input_shapes=input_shape or [],
+        min_cosine=min_cosine, min_euclidean=min_euclidean, min_task=min_task,
+        accept_loss=accept_loss, overwrite=overwrite), Console(stderr=True))
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(report.markdown()))
+    Console().print(f"written: [bold]{out}[/] (manifest.yaml, {report.artefact}, report.md, report.json)")
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Models oko can find by name, with task, family, input and licence."""

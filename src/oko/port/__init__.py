@@ -1,0 +1,12 @@
+"""`oko port`: compile an ONNX model for a target and prove how close it stays.
+
+Each target is one module here; importing it registers it.
+"""
+
+from oko.port.base import PRECISIONS, PortArtifact, PortJob, PortTarget, get_target
+
+__all__ = ["PRECISIONS", "PortArtifact", "PortJob", "PortTarget", "get_target", "target_names"]
+
+
+def target_names() -> list[str]:
+    return sorted(PortTarget.registry)
