@@ -128,3 +128,14 @@ def test_manifest_with_unknown_key_names_the_field(sample_video, tmp_path):
 ])
 def test_unknown_names(sample_video, args, needles):
     assert_user_error(run_oko("analyze", str(sample_video), *args), *needles)
+
+
+def test_bench_json_reports_stages_and_ratios():
+    proc = run_oko("bench", YOLO, "--frames", "10", "--threads", "1", "--batch", "1,2", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    (report,) = doc["reports"]
+    for key in ("pre_ms", "infer_ms", "post_ms", "raw_engine_fps", "pipeline_fps", "ratio"):
+        assert report[key] > 0
+    assert [b["batch"] for b in doc["batches"]["1"]] == [1]  # static batch-1 model: no batch 2
+    assert doc["ported_vs_original"] is None

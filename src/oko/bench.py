@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from oko.engines import EngineConfig
-from oko.models import load_detector
+from oko.models import Detector, load_detector
+from oko.port import fidelity
 from oko.modules.detect import DetectModule, DetectOptions
 from oko.video import open_source, run_module
 
@@ -52,7 +53,7 @@ class BenchReport:
         return self.pipeline_fps / self.raw_engine_fps
 
 
-def _decode_frames(source: str | Path, n: int) -> tuple[list[np.ndarray], float]:
+def decode_frames(source: str | Path, n: int) -> tuple[list[np.ndarray], float]:
     """n frames (looping the source if short) and decode ms per frame."""
     images: list[np.ndarray] = []
     start = time.perf_counter()
@@ -73,7 +74,7 @@ def _fps(seconds: list[float]) -> float:
 def bench_detector(model: str, engine: EngineConfig | str | dict, source: str | Path,
                    frames: int = 100) -> BenchReport:
     detector = load_detector(model, engine)
-    images, decode_ms = _decode_frames(source, frames)
+    images, decode_ms = decode_frames(source, frames)
     n = len(images)
     for img in images[:WARMUP]:
         detector([img])
@@ -135,4 +136,96 @@ def print_reports(reports: list[BenchReport], console: Console) -> None:
     ]
     for title, attr, fmt in rows:
         table.add_row(title, *(fmt.format(getattr(r, attr)) for r in reports))
+    console.print(table)
+
+
+@dataclass
+class BatchResult:
+    batch: int
+    pre_ms: float
+    infer_ms: float
+    post_ms: float
+    fps: float
+
+
+def bench_batches(detector: Detector, images: list[np.ndarray], batches: list[int]
+                  ) -> list[BatchResult]:
+    """Per-frame stage times and throughput when frames go through in batches."""
+    results = []
+    for b in batches:
+        if detector.max_batch is not None and b > detector.max_batch:
+            continue  # a fixed-batch model cannot take it
+        chunks = [images[i:i + b] for i in range(0, len(images) - b + 1, b)]
+        if not chunks:
+            continue
+        detector(chunks[0])
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        for chunk in chunks:
+            detector(chunk, timings)
+        n = len(chunks) * b
+        seconds = time.perf_counter() - start
+        results.append(BatchResult(b, timings["pre"] / n, timings["infer"] / n,
+                                   timings["post"] / n, n / seconds))
+    return results
+
+
+def compare_with_original(detector: Detector, images: list[np.ndarray]) -> dict | None:
+    """For a model made by `oko port`: speed ratio and fidelity against its FP32 original,
+    measured here in the same run (None for models that were not ported)."""
+    manifest = detector.manifest
+    source = manifest.provenance.get("source")
+    if not source or not Path(source).is_file():
+        return None
+    original = load_detector(manifest.model_copy(update={"file": str(source), "engine": None}),
+                             "onnxruntime")
+    name = detector.adapter.input.name
+    ref_out, cand_out, ref_dets, cand_dets = [], [], [], []
+    ref_ms, cand_ms = [], []
+    for img in images:
+        inputs, geoms = original.adapter.preprocess([img])
+        t0 = time.perf_counter()
+        r = original.engine.run(inputs)
+        t1 = time.perf_counter()
+        c = detector.engine.run({name: inputs[original.adapter.input.name]})
+        t2 = time.perf_counter()
+        c = fidelity.align_outputs(r, c)
+        ref_ms.append((t1 - t0) * 1000)
+        cand_ms.append((t2 - t1) * 1000)
+        ref_out.append(r)
+        cand_out.append(c)
+        ref_dets.append(original.adapter.postprocess(r, geoms)[0])
+        cand_dets.append(original.adapter.postprocess(c, geoms)[0])
+    agreement = fidelity.detection_agreement(ref_dets, cand_dets)
+    return {
+        "original": str(source), "target": manifest.provenance.get("target"),
+        "precision": manifest.provenance.get("precision"),
+        "original_infer_ms": float(np.median(ref_ms)), "ported_infer_ms": float(np.median(cand_ms)),
+        "speed_ratio": float(np.median(ref_ms) / np.median(cand_ms)),
+        "detection_agreement": agreement.value, "agreement_details": agreement.details,
+        "outputs": [fidelity.as_dict(o) for o in fidelity.compare_outputs(ref_out, cand_out)],
+    }
+
+
+def print_batches(results: list[BatchResult], console: Console, title: str) -> None:
+    table = Table(title=title)
+    for col in ("batch", "pre ms/frame", "infer ms/frame", "post ms/frame", "frames/s"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(str(r.batch), f"{r.pre_ms:.2f}", f"{r.infer_ms:.2f}", f"{r.post_ms:.2f}",
+                      f"{r.fps:.1f}")
+    console.print(table)
+
+
+def print_comparison(cmp: dict, console: Console) -> None:
+    table = Table(title=f"ported ({cmp['target']} {cmp['precision']}) vs FP32 original, "
+                        "same run, same frames")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("FP32 original infer ms (ONNX Runtime)", f"{cmp['original_infer_ms']:.2f}")
+    table.add_row("ported infer ms", f"{cmp['ported_infer_ms']:.2f}")
+    table.add_row("[bold]speed ratio (original / ported)[/]", f"[bold]{cmp['speed_ratio']:.2f}x[/]")
+    table.add_row("detection agreement (F1 @ IoU 0.5)", f"{cmp['detection_agreement']:.4f}")
+    for o in cmp["outputs"]:
+        table.add_row(f"output {o['name']} cosine (min)", f"{o['cosine_min']:.5f}")
     console.print(table)

@@ -230,29 +230,60 @@ def engines() -> None:
 
 @app.command()
 def bench(
-    model: Annotated[str | None, typer.Option(help="Detection model name or path.")] = None,
-    engine: Annotated[str, typer.Option(help="Engine name.")] = "onnxruntime",
+    model: Annotated[str | None, typer.Argument(help="Detection model name or path.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Engine name (default: the model's own).")] = None,
     frames: Annotated[int, typer.Option(help="Frames to measure.", min=10)] = 100,
     source: Annotated[str | None, typer.Option(help="Video to decode (default: the sample).")] = None,
     threads: Annotated[list[int] | None, typer.Option(
         help="Engine CPU threads; repeat to compare (default: all cores, and all but one).",
         min=1)] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes for the throughput table, e.g. 1,4,8.")] = "1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """Measure pre/infer/post ms per frame and pipeline fps vs raw engine fps (batch 1)."""
+    """Where the time goes (pre/infer/post), pipeline vs raw engine, batches, and for a
+    ported model its speed ratio and fidelity against the FP32 original, in one run."""
+    import json
     import os
+    from dataclasses import asdict
 
-    from oko.bench import bench_detector, print_reports
+    from oko.bench import (bench_batches, bench_detector, compare_with_original, decode_frames,
+                           print_batches, print_comparison, print_reports)
     from oko.demo import SAMPLE_VIDEO
-    from oko.models import DEFAULT_DETECTOR
+    from oko.models import DEFAULT_DETECTOR, load_detector
 
+    try:
+        batches = sorted({int(b) for b in batch.split(",")})
+    except ValueError as exc:
+        raise typer.BadParameter(f"--batch {batch!r}: expected sizes like 1,4,8") from exc
     cores = os.cpu_count() or 1
     settings: list[int | None] = list(threads) if threads else [None] + ([cores - 1] if cores > 1 else [])
-    reports = []
+    model = model or DEFAULT_DETECTOR
+    video = source or SAMPLE_VIDEO
+    reports, batch_tables = [], {}
     for n_threads in settings:
-        engine_cfg: dict = {"kind": engine} | ({"threads": n_threads} if n_threads else {})
-        reports.append(bench_detector(model or DEFAULT_DETECTOR, engine_cfg,
-                                      source or SAMPLE_VIDEO, frames))
-    print_reports(reports, Console())
+        engine_cfg: dict | None = None
+        if engine is not None or n_threads:
+            engine_cfg = {"kind": engine or "onnxruntime"} | ({"threads": n_threads} if n_threads else {})
+        reports.append(bench_detector(model, engine_cfg, video, frames))
+        if batches != [1]:
+            images, _ = decode_frames(video, frames)
+            batch_tables[reports[-1].threads] = bench_batches(
+                load_detector(model, engine_cfg), images, batches)
+    comparison = compare_with_original(load_detector(model, engine),
+                                       decode_frames(video, min(frames, 30))[0])
+    if as_json:
+        print(json.dumps({
+            "reports": [asdict(r) | {"ratio": r.ratio, "detector_ratio": r.detector_ratio}
+                        for r in reports],
+            "batches": {k: [asdict(b) for b in v] for k, v in batch_tables.items()},
+            "ported_vs_original": comparison}, indent=2))
+        return
+    console = Console()
+    print_reports(reports, console)
+    for threads_label, results in batch_tables.items():
+        print_batches(results, console, f"batches, engine threads: {threads_label}")
+    if comparison is not None:
+        print_comparison(comparison, console)
 
 
 def main() -> None:
