@@ -12,7 +12,8 @@ from typing import Annotated, Any, Union
 from pydantic import Field, TypeAdapter, ValidationError
 
 from oko.core.errors import ConfigError, UnknownNameError
-from oko.engines import onnxruntime as _onnxruntime  # noqa: F401  (registers the engine)
+from oko.engines import onnxruntime as _onnxruntime  # noqa: F401  (each import registers one)
+from oko.engines import openvino as _openvino  # noqa: F401
 from oko.engines.base import Engine, EngineConfig, TensorSpec
 
 DEFAULT_ENGINE = "onnxruntime"
