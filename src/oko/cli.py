@@ -184,17 +184,27 @@ def port(
     min_task: Annotated[float | None, typer.Option(help="Task metric threshold.")] = None,
     accept_loss: Annotated[bool, typer.Option(help="Keep the port even below thresholds.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+    option: Annotated[list[str] | None, typer.Option(
+        help="Target option KEY=VALUE (YAML value), e.g. keep_head_float=true; repeatable.")] = None,
 ) -> None:
     """Compile a model for a target, validate it against ONNX Runtime FP32, write a report."""
+    import yaml
+
     from oko.port.pipeline import PortRequest, port_model
     from oko.port.targets import load_targets
 
     load_targets()
+    options = {}
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
     report = port_model(PortRequest(
         model=model, target=target, precision=precision, out=out, calib=calib,
         calib_count=calib_count, val=val, val_count=val_count, input_shapes=input_shape or [],
         min_cosine=min_cosine, min_euclidean=min_euclidean, min_task=min_task,
-        accept_loss=accept_loss, overwrite=overwrite), Console(stderr=True))
+        accept_loss=accept_loss, overwrite=overwrite, options=options), Console(stderr=True))
     from rich.markdown import Markdown
 
     Console().print(Markdown(report.markdown()))
