@@ -191,9 +191,6 @@ def port(
     import yaml
 
     from oko.port.pipeline import PortRequest, port_model
-    from oko.port.targets import load_targets
-
-    load_targets()
     options = {}
     for item in option or []:
         key, sep, value = item.partition("=")

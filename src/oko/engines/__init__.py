@@ -14,6 +14,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from oko.core.errors import ConfigError, UnknownNameError
 from oko.engines import onnxruntime as _onnxruntime  # noqa: F401  (each import registers one)
 from oko.engines import openvino as _openvino  # noqa: F401
+from oko.engines import sophon as _sophon  # noqa: F401
 from oko.engines.base import Engine, EngineConfig, TensorSpec
 
 DEFAULT_ENGINE = "onnxruntime"
