@@ -209,6 +209,7 @@ class _BmLibs:
 
 
 _SIMULATOR: dict[str, _BmLibs] = {}
+_SIMULATOR_RUN = threading.Lock()  # the cmodel is one simulated chip: one call at a time
 _LIB_LOCK = threading.Lock()
 _SYSTEM: list[_BmLibs] = []
 
@@ -288,13 +289,14 @@ def _quiet_stdout() -> Iterator[list[str]]:
     """Send C-level stdout (the simulator's chatter) to a temporary file; its text is
     logged at debug level. Only used for the simulator, which is slow anyway."""
     captured: list[str] = []
+    fd = 1  # the C runtime's stdout, whatever Python's sys.stdout is (pytest, rich)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
+        saved = os.dup(fd)
+    except OSError:
         yield captured
         return
-    sys.stdout.flush()
-    saved = os.dup(fd)
     with tempfile.TemporaryFile(mode="w+b") as tmp:
         os.dup2(tmp.fileno(), fd)
         try:
@@ -411,7 +413,7 @@ class _SailNet:
     """The same contract through sophon-sail (Sophgo's Python runtime on devices)."""
 
     def __init__(self, device_id: int, path: Path) -> None:
-        import sophon.sail as sail  # only on Sophon machines
+        from sophon import sail  # only on Sophon machines
 
         self.sail = sail
         self.engine = sail.Engine(str(path), device_id, sail.IOMode.SYSIO)
@@ -480,7 +482,7 @@ class SophonEngine(Engine):
             self._net = _BmrtNet(_system_libs(), cfg.device_id, path)
         else:
             libs = _simulator_libs(cfg.chip)
-            with self._lock, _quiet_stdout() as said:
+            with _SIMULATOR_RUN, _quiet_stdout() as said:
                 try:
                     self._net = _BmrtNet(libs, cfg.device_id, path)
                 except EngineLoadError as exc:
@@ -488,12 +490,15 @@ class SophonEngine(Engine):
                     raise EngineLoadError(exc.message + (f": {detail}" if detail else ""),
                                           exc.hint) from exc
         present = self._net.chip_present
-        if present and present != built_for:
-            self._net.close()
-            raise EngineLoadError(
-                f"{path} was compiled for {built_for.upper()}, but device {cfg.device_id} "
-                f"is a {present.upper()}", f"port the model again with --target {present}")
-        self._make_specs(cfg)
+        try:
+            if present and present != built_for:
+                raise EngineLoadError(
+                    f"{path} was compiled for {built_for.upper()}, but device {cfg.device_id} "
+                    f"is a {present.upper()}", f"port the model again with --target {present}")
+            self._make_specs(cfg)
+        except EngineLoadError:
+            self.close()
+            raise
         log.info("loaded %s on %s", path, self.describe())
         if self._runtime != "simulator":
             # The simulator has no start-up cost to pay: a warm-up pass would only spend
@@ -562,11 +567,11 @@ class SophonEngine(Engine):
         in_shapes, out_shapes = desc.stages[stage]
         feeds = [_to_device(_pad(a, s[0]) if a.ndim and a.shape[0] < s[0] else a, t, s)
                  for a, t, s in zip(arrays, desc.inputs, in_shapes, strict=True)]
-        with self._lock:
-            if self._runtime == "simulator":
-                with _quiet_stdout():
-                    raw = self._net.launch(feeds, out_shapes)
-            else:
+        if self._runtime == "simulator":
+            with _SIMULATOR_RUN, _quiet_stdout():  # one simulated chip per process
+                raw = self._net.launch(feeds, out_shapes)
+        else:
+            with self._lock:
                 raw = self._net.launch(feeds, out_shapes)
         result = {}
         for spec, tensor, out in zip(self._outputs, desc.outputs, raw, strict=True):
@@ -624,8 +629,10 @@ def _pad(a: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _to_device(a: np.ndarray, t: _Tensor, shape: tuple[int, ...]) -> np.ndarray:
-    """An input in the dtype the bmodel expects; float data is quantised for INT8 inputs
-    (q = round(x / scale) + zero_point, saturated)."""
+    """An input in the dtype the bmodel expects. Float data for an INT8/UINT8 input is
+    quantised as bmruntime defines input scales (q = round(x * scale) + zero_point,
+    saturated; the input scale is 127/threshold, whereas an output scale is the step:
+    x = (q - zero_point) * scale)."""
     if t.bm_dtype == _BF16:
         if a.dtype == np.uint16:  # already raw bf16
             return np.ascontiguousarray(a)
@@ -635,8 +642,8 @@ def _to_device(a: np.ndarray, t: _Tensor, shape: tuple[int, ...]) -> np.ndarray:
         return np.ascontiguousarray(a)
     if t.dtype.kind in "iu" and a.dtype.kind == "f":
         info = np.iinfo(t.dtype)
-        scale = t.scale if t.scale else 1.0
-        q = np.round(a.astype(np.float32) / np.float32(scale)) + t.zero_point
+        scaled = a.astype(np.float32) * np.float32(t.scale if t.scale else 1.0)
+        q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + t.zero_point  # half away from 0
         return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(t.dtype))
     return np.ascontiguousarray(a.astype(t.dtype))
 
