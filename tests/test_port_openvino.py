@@ -103,9 +103,7 @@ def test_a_model_with_a_fixed_batch_keeps_it(tmp_path):
 @pytest.mark.slow
 def test_oko_port_pipeline_makes_a_loadable_int8_detector(tmp_path):
     from oko.port.pipeline import PortRequest, port_model
-    from oko.port.targets import load_targets
 
-    load_targets()
     out = tmp_path / "nanodet-ov-int8"
     report = port_model(PortRequest("nanodet-coco", "openvino", "int8", out, calib=SAMPLE_VIDEO))
     assert report.passed
