@@ -8,8 +8,11 @@ UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 
-# Real servers the tests start themselves (MQTT broker, RTSP server, FFmpeg publisher).
-SYSTEM_TEST_TOOLS := /usr/sbin/mosquitto /usr/bin/rtsp-server-perl /usr/bin/ffmpeg
+# Real servers the tests start themselves (MQTT broker, RTSP server, FFmpeg publisher,
+# PostgreSQL) and the headless browser the dashboard tests drive.
+SYSTEM_TEST_TOOLS := /usr/sbin/mosquitto /usr/bin/rtsp-server-perl /usr/bin/ffmpeg \
+	/usr/lib/postgresql/15/bin/initdb /usr/bin/chromium /usr/bin/chromedriver
+SYSTEM_TEST_PACKAGES := mosquitto rtsp-server-perl ffmpeg postgresql chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-test-deps demo test bench lock clean
@@ -28,7 +31,7 @@ system-test-deps:
 	@for tool in $(SYSTEM_TEST_TOOLS); do [ -x "$$tool" ] || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	    --no-install-recommends mosquitto rtsp-server-perl ffmpeg; \
+	    --no-install-recommends $(SYSTEM_TEST_PACKAGES); \
 	fi
 
 test: setup system-test-deps
