@@ -10,7 +10,7 @@ from oko.video.batcher import BatchConfig, InferenceWorker
 
 
 class FakeDetector:
-    """Records batch sizes; each frame gets one box whose x1 is the frame index."""
+    """A module that records batch sizes; each frame gets one box whose x1 is its index."""
 
     labels = ["person"]
 
@@ -19,7 +19,8 @@ class FakeDetector:
         self.delay_s = delay_s
         self.batches: list[list[str]] = []
 
-    def __call__(self, images, timings=None):
+    def process(self, frames):
+        images = [f.image for f in frames]
         time.sleep(self.delay_s)
         self.batches.append([int(img[0, 0, 0]) for img in images])
         return [Detections(xyxy=[[float(img[0, 0, 0]), 0, 1, 1]], confidence=[0.9], class_id=[0])

@@ -18,6 +18,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 models_app = typer.Typer(no_args_is_help=True, help="The model zoo.")
 app.add_typer(models_app, name="models")
 
+
+def _add_command_groups() -> None:
+    # Each group's file keeps its heavy imports inside its commands: `oko --help` stays fast.
+    from oko.faces.cli import app as faces_app
+    from oko.server.cli import app as server_app
+
+    app.add_typer(faces_app, name="faces")
+    app.add_typer(server_app, name="server")
+
+
+_add_command_groups()
+
 console = Console(stderr=True)
 
 
@@ -37,21 +49,25 @@ def analyze(
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.", min=1)] = None,
     batch: Annotated[int, typer.Option(help="Frames per inference batch.", min=1)] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON on stdout.")] = False,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o",
+        help="Module option KEY=VALUE (YAML value), e.g. gallery=faces.db; repeatable.")] = None,
 ) -> None:
     """Run a module over a video or images and print what it finds."""
     from oko.analyze import AnalyzeSummary, write_json
     from oko.modules import create_module
     from oko.video import open_source, run_module
 
-    options: dict = {} if engine is None else {"engine": engine}
+    options: dict = _parse_options(option)
+    if engine is not None:
+        options["engine"] = engine
     if model is not None:
         options["model"] = model
     if conf is not None:
         options["conf_threshold"] = conf
     with open_source(path) as source:  # the cheap check first: a wrong path fails fast
         mod = create_module(module, options)
-        manifest = getattr(getattr(mod, "detector", None), "manifest", None)
-        model_name = manifest.name if manifest is not None else module
+        model_name = mod.model_name
         results = run_module(source, mod, max_frames=max_frames, batch_size=batch)
         labels = list(mod.labels)
         if as_json:
@@ -62,6 +78,19 @@ def analyze(
             summary.add(result, labels)
         summary.record_source(source)
     _print_summary(f"{module} on {path} ({model_name})", summary.to_dict())
+
+
+def _parse_options(items: list[str] | None) -> dict:
+    """``--option KEY=VALUE`` items as a dict; values are YAML (true, 0.5, [a, b], text)."""
+    import yaml
+
+    options: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--option {item!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def _print_summary(title: str, summary: dict) -> None:
@@ -188,15 +217,8 @@ def port(
         help="Target option KEY=VALUE (YAML value), e.g. keep_head_float=true; repeatable.")] = None,
 ) -> None:
     """Compile a model for a target, validate it against ONNX Runtime FP32, write a report."""
-    import yaml
-
     from oko.port.pipeline import PortRequest, port_model
-    options = {}
-    for item in option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--option {item!r}: expected KEY=VALUE")
-        options[key] = yaml.safe_load(value)
+    options = _parse_options(option)
     report = port_model(PortRequest(
         model=model, target=target, precision=precision, out=out, calib=calib,
         calib_count=calib_count, val=val, val_count=val_count, input_shapes=input_shape or [],

@@ -67,7 +67,8 @@ def detection_records(dets: Detections, labels: Sequence[str], decimals: int = 1
     """Detections as JSON-ready dicts: ``{"bbox": [x1,y1,x2,y2], "score": s, "label": name}``.
 
     Boxes are original-frame pixels rounded to ``decimals``; ``track_id`` is added when
-    the detections carry one.
+    the detections carry one, ``keypoints`` likewise, and every ``data`` column under its
+    own name (numbers rounded, arrays as lists, strings and None as they are).
     """
     n = len(dets)
     if n == 0:
@@ -81,4 +82,35 @@ def detection_records(dets: Detections, labels: Sequence[str], decimals: int = 1
     if dets.track_id is not None:
         for record, tid in zip(records, dets.track_id.tolist(), strict=True):
             record["track_id"] = tid
+    if dets.keypoints is not None:
+        points = np.round(dets.keypoints.astype(np.float64), decimals).tolist()
+        for record, kp in zip(records, points, strict=True):
+            record["keypoints"] = kp
+    for name, column in dets.data.items():
+        values = _json_column(np.asarray(column))
+        for record, value in zip(records, values, strict=True):
+            record[name] = value
     return records
+
+
+def _json_column(column: np.ndarray) -> list[Any]:
+    """One data column as JSON-ready values (floats to 4 decimals)."""
+    if column.dtype.kind == "f":
+        return np.round(column.astype(np.float64), 4).tolist()
+    if column.dtype.kind in "biu":
+        return column.tolist()
+    return [_json_value(v) for v in column.tolist()]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return _json_column(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value

@@ -1,9 +1,9 @@
 """Product modules by name."""
 
 from oko.modules import detect as _detect  # noqa: F401  (registers the module)
-from oko.modules.base import Module, ModuleOptions, create_module
+from oko.modules.base import Module, ModuleOptions, TrackReporter, create_module
 
-__all__ = ["Module", "ModuleOptions", "create_module", "module_names"]
+__all__ = ["Module", "ModuleOptions", "TrackReporter", "create_module", "module_names"]
 
 
 def module_names() -> list[str]:

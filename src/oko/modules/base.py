@@ -14,12 +14,31 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from oko.core.detections import Detections
 from oko.core.errors import ConfigError, UnknownNameError
+from oko.core.events import Event
 from oko.core.frame import Frame
 from oko.models.manifest import format_validation_error
 
 
 class ModuleOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrackReporter(ABC):
+    """One channel's memory of a module's results over time, turned into events.
+
+    The runtime makes one per channel (``Module.reporter``) and calls ``update`` on every
+    frame after tracking, in frame order, then ``finish`` once when the channel ends.
+    Modules that decide once per track (faces, plates) emit their events here instead of
+    on every frame.
+    """
+
+    @abstractmethod
+    def update(self, frame: Frame, dets: Detections) -> list[Event]:
+        """Events decided on this frame (``dets`` carry track ids when tracking is on)."""
+
+    def finish(self) -> list[Event]:
+        """Events still pending when the channel ends (tracks that never closed)."""
+        return []
 
 
 class Module(ABC):
@@ -42,9 +61,23 @@ class Module(ABC):
     def labels(self) -> Sequence[str]:
         """Names for ``class_id`` values in this module's results."""
 
+    @property
+    def model_name(self) -> str:
+        """What status pages and JSON output call the model(s) behind this module."""
+        return self.name
+
+    @property
+    def max_batch(self) -> int | None:
+        """Most frames one ``process`` call takes (None: any number)."""
+        return None
+
     @abstractmethod
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         """One Detections per frame, in order; per-stage ms go into ``frame.timings``."""
+
+    def reporter(self, channel_id: str) -> TrackReporter | None:
+        """Per-channel event logic for the runtime (None: no module-specific events)."""
+        return None
 
 
 def create_module(name: str, options: dict[str, Any] | None = None) -> Module:

@@ -45,6 +45,14 @@ class DetectModule(Module):
     def labels(self) -> Sequence[str]:
         return self.detector.labels
 
+    @property
+    def model_name(self) -> str:
+        return self.detector.manifest.name
+
+    @property
+    def max_batch(self) -> int | None:
+        return self.detector.max_batch
+
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         timings: dict[str, float] = {}
         results = self.detector([f.image for f in frames], timings)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from oko.core.detections import Detections
 from oko.core.frame import Frame
-from oko.models.detector import Detector
+from oko.modules.base import Module
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,14 @@ ResultHandler = Callable[[Frame, Detections], None]
 
 
 class InferenceWorker:
-    """The single inference path for one model, shared by all channels that use it."""
+    """The single inference path for one module (model), shared by all channels using it."""
 
-    def __init__(self, name: str, detector: Detector, config: BatchConfig) -> None:
+    def __init__(self, name: str, module: Module, config: BatchConfig) -> None:
         self.name = name
-        self.detector = detector
+        self.module = module
         self.config = config
         # A model with a fixed batch axis cannot take more frames than it was built for.
-        self.max_size = min(config.max_size, detector.max_batch or config.max_size)
+        self.max_size = min(config.max_size, module.max_batch or config.max_size)
         self.cond = threading.Condition()
         self._channels: dict[str, tuple[FrameBuffer, ResultHandler]] = {}
         self._order: list[str] = []
@@ -175,9 +175,8 @@ class InferenceWorker:
             if batch is None:
                 return
             frames = [frame for frame, _ in batch]
-            timings: dict[str, float] = {}
             try:
-                results = self.detector([f.image for f in frames], timings)
+                results = self.module.process(frames)  # writes each frame's stage timings
             except Exception:  # one bad batch must not stop the shared path
                 self.errors += 1
                 log.exception("inference %s failed on a batch of %d frames from %s", self.name,
@@ -185,10 +184,7 @@ class InferenceWorker:
                 continue
             self.batches += 1
             self.frames += len(frames)
-            share = 1.0 / len(frames)
             for (frame, handler), dets in zip(batch, results, strict=True):
-                for stage, ms in timings.items():
-                    frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
                 frame.timings["batch"] = float(len(frames))
                 try:
                     handler(frame, dets)

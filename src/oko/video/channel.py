@@ -9,6 +9,7 @@ counted and reported as a ``channel_error`` event: other channels never notice.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,6 +49,14 @@ class DetectSettings(BaseModel):
         return f"{self.model}|{self.conf_threshold}|{self.iou_threshold}"
 
 
+class ModuleSettings(BaseModel):
+    """A product module other than plain detection (faces, plates, ...) and its options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(description="Module name (see `oko analyze --help`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The module's options.")
+
+
 class RecordConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: Path = Field(description="Annotated MP4 to write (tracks, zones, lines, counters).")
@@ -60,6 +69,8 @@ class ChannelConfig(BaseModel):
     fps_cap: float | None = Field(
         None, gt=0, description="Process at most this many frames/s (sets source.fps_cap).")
     detect: DetectSettings = Field(default_factory=DetectSettings)
+    module: ModuleSettings | None = Field(
+        None, description="Run this module instead of plain detection (faces, plates, ...).")
     tracker: TrackerConfig | None = Field(
         default_factory=lambda: create_default_tracker_config(),
         description="Tracker settings; null disables tracking (and zones/lines).")
@@ -72,6 +83,12 @@ class ChannelConfig(BaseModel):
     buffer_frames: int = Field(16, ge=1, le=1024, description="Frames queued before inference.")
     max_frames: int | None = Field(
         None, ge=1, description="Stop after this many decoded frames (trials, benchmarks).")
+
+    def worker_key(self) -> str:
+        """Channels with equal keys share one loaded module and one batched inference path."""
+        if self.module is None:
+            return "detect|" + self.detect.worker_key()
+        return self.module.name + "|" + json.dumps(self.module.options, sort_keys=True, default=str)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -108,6 +125,7 @@ class Channel:
         self._keep_ids = (np.flatnonzero(np.isin(self.labels, config.detect.classes))
                           if config.detect.classes is not None else None)
         self.analytics: Analytics | None = None  # built on the first frame (needs its size)
+        self.reporter = worker.module.reporter(self.id)
         self.source = LiveSource(config.source, channel_id=self.id, on_state=self._on_state)
         self._buffer: FrameBuffer | None = None
         self._thread: threading.Thread | None = None
@@ -137,7 +155,23 @@ class Channel:
             self._thread.join(timeout)
         with self._lock:
             self._close_writer()
+        self._finish_reporter()
         self.finished.set()
+
+    def _finish_reporter(self) -> None:
+        """Send the module's pending per-track events once, when the channel ends."""
+        with self._lock:
+            reporter, self.reporter = self.reporter, None
+        if reporter is None:
+            return
+        try:
+            events = reporter.finish()
+        except Exception as exc:
+            log.exception("channel %s: finishing the module's tracks failed", self.id)
+            self._error("finish", exc, frame_index=-1, timestamp=0.0)
+            return
+        for event in events:
+            self._send(event)
 
     @property
     def state(self) -> str:
@@ -149,7 +183,7 @@ class Channel:
 
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "state": self.state, "source": self.config.source.uri,
-                               "model": self.config.detect.model}
+                               "model": self.worker.name}
         out |= self.stats.snapshot()
         out["frames_dropped"] = self.dropped
         out["detections_per_label"] = self.stats.per_label(self.labels)
@@ -202,6 +236,9 @@ class Channel:
             if self.analytics is not None:
                 events = self.analytics.update(dets, frame.timestamp, frame.index, self.id,
                                                self.labels)
+        reporter = self.reporter  # cleared by _finish_reporter when the channel ends
+        if reporter is not None:
+            events.extend(reporter.update(frame, dets))
         self.stats.count_objects(dets)
         if self.config.detection_events and len(dets):
             events.append(Event("detections", self.id, frame.timestamp, frame.index,
@@ -288,4 +325,5 @@ class Channel:
         if handled + self.dropped >= self._queued:
             with self._lock:
                 self._close_writer()
+            self._finish_reporter()
             self.finished.set()

@@ -16,9 +16,11 @@ from oko.core.errors import ConfigError
 from oko.core.events import Event
 from oko.engines import EngineConfig
 from oko.models import load_detector
+from oko.modules import Module, create_module
+from oko.modules.detect import DetectModule, DetectOptions
 from oko.sinks import Sink, SinkConfig, create_sink
 from oko.video.batcher import BatchConfig, InferenceWorker
-from oko.video.channel import Channel, ChannelConfig, DetectSettings
+from oko.video.channel import Channel, ChannelConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +47,25 @@ class Runtime:
                 log.exception("sink %s failed to accept event %s", type(sink).__name__, event.id)
 
     # ------------------------------------------------------------------ channels
-    def _worker_for(self, detect: DetectSettings) -> InferenceWorker:
-        key = detect.worker_key()
-        worker = self._workers.get(key)
-        if worker is None:
+    def _build_module(self, config: ChannelConfig) -> Module:
+        if config.module is None:
+            detect = config.detect
             detector = load_detector(detect.model, self.engine, detect.conf_threshold,
                                      detect.iou_threshold)
-            worker = InferenceWorker(detector.manifest.name, detector, self.batch)
+            return DetectModule(DetectOptions(model=detect.model), detector=detector)
+        options = dict(config.module.options)
+        cls = Module.registry.get(config.module.name)
+        if (self.engine is not None and cls is not None and "engine" in cls.options_class.model_fields
+                and "engine" not in options):
+            options["engine"] = self.engine.model_dump()
+        return create_module(config.module.name, options)
+
+    def _worker_for(self, config: ChannelConfig) -> InferenceWorker:
+        key = config.worker_key()
+        worker = self._workers.get(key)
+        if worker is None:
+            module = self._build_module(config)
+            worker = InferenceWorker(module.model_name, module, self.batch)
             worker.start()
             self._workers[key] = worker
         return worker
@@ -60,12 +74,12 @@ class Runtime:
         with self._lock:
             if config.id in self.channels:
                 raise ConfigError(f"channel {config.id!r} already exists")
-            worker = self._worker_for(config.detect)
-            labels = worker.detector.labels
+            worker = self._worker_for(config)
+            labels = list(worker.module.labels)
             unknown = sorted(set(config.detect.classes or []) - set(labels))
             if unknown:
                 raise ConfigError(f"channel {config.id}: classes {unknown} are not labels of "
-                                  f"model {worker.detector.manifest.name!r}")
+                                  f"model {worker.name!r}")
             channel = Channel(config, worker, labels, self.emit)
             self.channels[config.id] = channel
         channel.start()
