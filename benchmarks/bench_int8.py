@@ -19,7 +19,16 @@ Timing: batch 1, the same thread count for every engine, engines interleaved rou
 Ratios (FP32 ms / INT8 ms, from the medians; from the best times in brackets) come from
 the same run.
 
+Sophon (when the TPU-MLIR toolchain is provisioned, or with ``--sophon``): each model is
+also compiled by oko's ``bm1684x`` and ``bm1684`` targets at F32 and INT8 (same
+calibration tensors, automatic mixed precision) and the compiler's predicted on-chip
+latency is printed next to the CPU numbers: an estimate from TPU-MLIR's profile, not a
+measurement (no chip here), with the INT8 model's worst output cosine from TPU-MLIR's
+interpreter on held-out calibration samples. benchmarks/bench_sophon.py runs the bmodels
+themselves in the simulator.
+
     .venv/bin/python benchmarks/bench_int8.py [--threads 2] [--runs 40] [--skip-resnet]
+        [--sophon | --no-sophon]
 """
 
 from __future__ import annotations
@@ -282,6 +291,79 @@ def run_model(model: Model, tmp: Path, args: argparse.Namespace,
     return rows
 
 
+SOPHON_VARIANTS = [("bm1684x", "f32"), ("bm1684x", "int8"), ("bm1684", "f32"), ("bm1684", "int8")]
+
+
+def sophon_rows(model: Model, tmp: Path) -> dict:
+    """Predicted on-chip ms per Sophon target and precision (compile only)."""
+    from oko.port import sophon as _port_sophon  # noqa: F401  (registers the targets)
+
+    rows = {}
+    for target, precision in SOPHON_VARIANTS:
+        start = time.perf_counter()
+        artifact = port(model, target, precision, tmp)
+        row = {"estimated_ms": artifact.estimated_ms,
+               "compile_s": round(time.perf_counter() - start, 1)}
+        if precision == "int8":
+            chosen = artifact.extra["int8_search"]
+            final = next((t for t in chosen if t["float_layers"] == len(
+                artifact.extra["float_layers"]) and t["asymmetric"] == artifact.extra[
+                "asymmetric"]), chosen[-1])
+            row |= {"float_layers": len(artifact.extra["float_layers"]),
+                    "float_type": artifact.extra["float_type"],
+                    "asymmetric": artifact.extra["asymmetric"],
+                    "interpreter_min_cosine": min(final["min_cosine"].values())}
+        rows[f"{target} {precision}"] = row
+    for target in ("bm1684x", "bm1684"):
+        f32, int8 = rows[f"{target} f32"]["estimated_ms"], rows[f"{target} int8"]["estimated_ms"]
+        if f32 and int8:
+            rows[f"{target} int8"]["speedup_vs_f32"] = f32 / int8
+    return rows
+
+
+def print_sophon(title: str, rows: dict) -> None:
+    print(f"\n## {title}: Sophon, compiler-predicted on-chip latency (estimate)\n")
+    print("| target | est. ms/frame on chip | F32/INT8 | layers kept in float | worst output "
+          "cosine (TPU-MLIR interpreter, held-out calibration samples) | compile s |")
+    print("|---|---|---|---|---|---|")
+    for label, row in rows.items():
+        est = f"{row['estimated_ms']:.2f}" if row["estimated_ms"] else "n/a"
+        speed = f"{row['speedup_vs_f32']:.2f}x" if "speedup_vs_f32" in row else ""
+        kept = (f"{row['float_layers']} in {row['float_type']}"
+                + (", asymmetric INT8" if row.get("asymmetric") else "")
+                if "float_layers" in row else "")
+        cos = f"{row['interpreter_min_cosine']:.4f}" if "interpreter_min_cosine" in row else ""
+        print(f"| {label} | {est} | {speed} | {kept} | {cos} | {row['compile_s']} |")
+
+
+def print_summary(report: dict) -> None:
+    """One line per model: every INT8 speed ratio and fidelity figure of this run."""
+    print("\n## Summary (one run): INT8 vs FP32\n")
+    print("| model | ORT INT8 speed-up | ORT INT8 fidelity | OpenVINO INT8 speed-up "
+          "| OpenVINO INT8 fidelity | BM1684X est. ms F32 -> INT8 | BM1684 est. ms F32 -> INT8 |")
+    print("|---|---|---|---|---|---|---|")
+
+    def fid(row: dict) -> str:
+        if "f1" in row:
+            return f"F1 {row['f1']:.3f}"
+        return f"top-1 {row['top1']:.3f}" if "top1" in row else ""
+
+    def chip(rows: dict, target: str) -> str:
+        f32, int8 = rows.get(f"{target} f32"), rows.get(f"{target} int8")
+        if not f32 or not int8 or not f32["estimated_ms"] or not int8["estimated_ms"]:
+            return "n/a"
+        return (f"{f32['estimated_ms']:.2f} -> {int8['estimated_ms']:.2f} "
+                f"({f32['estimated_ms'] / int8['estimated_ms']:.1f}x)")
+
+    for name, rows in report.items():
+        if name.endswith("/sophon"):
+            continue
+        sophon = report.get(f"{name}/sophon", {})
+        ort, ov = rows["ort int8"], rows["ov int8"]
+        print(f"| {name} | {ort['speedup_vs_f32']:.2f}x | {fid(ort)} | {ov['speedup_vs_f32']:.2f}x "
+              f"| {fid(ov)} | {chip(sophon, 'bm1684x')} | {chip(sophon, 'bm1684')} |")
+
+
 def print_rows(title: str, rows: dict, metric: str) -> None:
     print(f"\n## {title}\n")
     print(f"| engine | ms median (best), batch 1 | FP32/this | {metric} "
@@ -303,7 +385,14 @@ def main() -> None:
     parser.add_argument("--classifier", type=Path, help="MobileNetV2 ONNX (default: build it)")
     parser.add_argument("--skip-resnet", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--sophon", action=argparse.BooleanOptionalAction, default=None,
+                        help="also compile for BM1684X/BM1684 (default: when the TPU-MLIR "
+                             "toolchain is provisioned)")
     args = parser.parse_args()
+    if args.sophon is None:
+        from oko.port import tpu_mlir
+
+        args.sophon = tpu_mlir.installed_toolchain() is not None
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("nncf", "openvino"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -334,6 +423,9 @@ def main() -> None:
         print_rows(f"nanodet-coco 416, {len(det_model.held)} held-out frames, "
                    f"{len(det_model.calib)} calibration frames, {args.threads} threads",
                    report["nanodet"], "detections")
+        if args.sophon:
+            report["nanodet/sophon"] = sophon_rows(det_model, tmp)
+            print_sophon("nanodet-coco 416", report["nanodet/sophon"])
 
         images = real_images()
         views = classifier_views(images[0::2])
@@ -360,6 +452,9 @@ def main() -> None:
         print_rows(f"MobileNetV2 224, ImageNet weights, {len(held)} views of "
                    f"{len(images[1::2])} images, {len(calib)} calibration views",
                    report["mobilenetv2"], "top1 agreement")
+        if args.sophon:
+            report["mobilenetv2/sophon"] = sophon_rows(mnv2, tmp)
+            print_sophon("MobileNetV2 224", report["mobilenetv2/sophon"])
         if not args.skip_resnet:
             r50 = Model("resnet50 (constructed weights)",
                         fixed_shape(build_resnet50(tmp / "r50-src.onnx"), "input", (1, 3, 224, 224),
@@ -367,6 +462,10 @@ def main() -> None:
             report["resnet50"] = run_model(r50, tmp, args, top1)
             print_rows("ResNet-50 224, constructed weights (speed is real; agreement only a "
                        "sanity check)", report["resnet50"], "top1 agreement")
+            if args.sophon:
+                report["resnet50/sophon"] = sophon_rows(r50, tmp)
+                print_sophon("ResNet-50 224", report["resnet50/sophon"])
+        print_summary(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 

@@ -323,6 +323,47 @@ def test_held_out_samples_for_the_int8_check():
     assert calib == paths[:5] and held == paths[:5]
 
 
+class _ScriptedSearch(sophon.MixedPrecisionSearch):
+    """The search's decisions with scripted trial scores instead of compiling."""
+
+    def __init__(self, ops: int, score):
+        self.graph = type("G", (), {"op_type": {f"op{i}": "Conv" for i in range(ops)},
+                                    "head": lambda self, depth: [f"op{ops - 1}"],
+                                    "module_block": lambda self: []})()
+        self.trials, self.score = [], score
+
+    def trial(self, label, layers, types=None, asymmetric=False):
+        cos, task = self.score(len(layers), asymmetric)
+        t = sophon.Trial(label, layers, asymmetric=asymmetric, task=task,
+                         cosine={"out": cos}, euclid={"out": 0.95})
+        self.trials.append(t)
+        return t
+
+
+def test_search_needs_the_task_metric_too_not_only_cosine():
+    # Cosine is fine everywhere, but detections only agree with >= 40 layers in float.
+    search = _ScriptedSearch(100, lambda n, asym: (0.999, 0.97 if n >= 40 else 0.5))
+    chosen = search.run("nanodet", 0.992, 0.82, [False], task=0.95)
+    assert chosen.task >= 0.95 and 40 <= len(chosen.layers) < 60
+    assert [t.label for t in search.trials][:2] == ["pure INT8", "output heads"]
+
+
+def test_search_tries_asymmetric_int8_before_adding_layers():
+    search = _ScriptedSearch(100, lambda n, asym: (0.995 if asym else 0.98, None))
+    chosen = search.run("nanodet", 0.992, 0.82, [False, True], task=0.95)
+    assert chosen.asymmetric and chosen.layers == []
+    assert [t.label for t in search.trials] == ["pure INT8", "pure INT8, asymmetric"]
+
+
+def test_calibration_options_are_checked_before_any_work():
+    assert sophon._calibration_plan({}, "bm1684x") == ("percentile", None)
+    assert sophon._calibration_plan({"asymmetric": "auto"}, "bm1684") == ("percentile", False)
+    with pytest.raises(ConfigError, match="symmetric INT8 only"):
+        sophon._calibration_plan({"asymmetric": "true"}, "bm1684")
+    with pytest.raises(ConfigError, match="calibration"):
+        sophon._calibration_plan({"calibration": "magic"}, "bm1684x")
+
+
 # ------------------------------------------------------------------------- slow tests
 
 
@@ -545,8 +586,9 @@ def test_nanodet_int8_mixed_precision_meets_the_cosine_target(toolchain, tmp_pat
     qtable = artifact.extra.get("qtable")
     tpu = tpu_mlir.deploy(toolchain, mlir_dir / "model.mlir", "INT8", "bm1684x",
                           tmp_path / "check.bmodel", tmp_path / "check.log",
-                          calibration_table=mlir_dir / "model_cali_table",
-                          qtable=Path(qtable) if qtable else None, tpu_mlir_only=True)
+                          calibration_table=Path(artifact.extra["calibration_table"]),
+                          qtable=Path(qtable) if qtable else None, tpu_mlir_only=True,
+                          extra_args=["--asymmetric"] if artifact.extra["asymmetric"] else [])
     got = tpu_mlir.run_mlir(toolchain, tpu, samples, mlir_dir, tmp_path / "check.log")
     session = ort.InferenceSession(str(NANODET / "model.onnx"))
     refs = [session.run(names, {"images": x}) for x in held_out]
@@ -557,8 +599,10 @@ def test_nanodet_int8_mixed_precision_meets_the_cosine_target(toolchain, tmp_pat
 
 @pytest.mark.slow
 def test_yolo_int8_keeps_the_detection_head_in_f16(toolchain, tmp_path, images):
-    """YOLOv8n (random weights, tests/data/yolo): boxes and scores share one output, which
-    plain INT8 ruins (cosine ~0.88); the target keeps the /model.22/ head in F16."""
+    """YOLOv8n (random weights, tests/data/yolo): boxes and scores share one output. With
+    KL ranges (run_calibration's default) plain INT8 clips the box coordinates (cosine
+    ~0.88), and the search keeps the /model.22/ head in F16; oko's default percentile
+    ranges keep them, so the same model then passes as pure INT8."""
     from oko.models.manifest import InputSpec
     from oko.models.preprocess import InputPreprocessor
 
@@ -571,10 +615,11 @@ def test_yolo_int8_keeps_the_detection_head_in_f16(toolchain, tmp_path, images):
     job = make_job(onnx_path, tmp_path / "work", "int8", calibration,
                    input_shape=(1, 3, 320, 320), output_names=("output0",), family="yolo",
                    input_name="images")
+    job.options.update({"calibration": "kl", "asymmetric": "false"})
     artifact = get_target("bm1684x").compile(job)
     trials = artifact.extra["int8_search"]
     assert trials[0]["label"] == "pure INT8" and trials[0]["min_cosine"]["output0"] < 0.95
-    assert trials[-1]["label"] == "YOLO head block"
+    assert trials[-1]["label"].startswith("YOLO head block")
     kept = artifact.extra["float_layers"]
     assert kept and all(n.startswith("/model.22/") or "output0" in n for n in kept), kept
     assert any("Concat" in n for n in kept)  # the output Concat of boxes and scores
@@ -584,3 +629,11 @@ def test_yolo_int8_keeps_the_detection_head_in_f16(toolchain, tmp_path, images):
         x = pre([image])[0]
         ref = session.run(None, {"images": x})[0]
         assert similarity(engine.run({"images": x})["output0"], ref)[0] >= 0.99
+
+    default = get_target("bm1684x").compile(make_job(
+        onnx_path, tmp_path / "default", "int8", calibration, input_shape=(1, 3, 320, 320),
+        output_names=("output0",), family="yolo", input_name="images"))
+    first = default.extra["int8_search"][0]
+    assert default.extra["calibration_method"] == "percentile"
+    assert first["label"] == "pure INT8" and first["min_cosine"]["output0"] >= 0.99
+    assert default.extra["float_layers"] == []

@@ -49,6 +49,14 @@ class PortJob:
     options: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = lambda line: None
     stage: Callable[[str], None] = lambda name: None
+    # The task metric (detection agreement F1, top-1 agreement, ...) of candidate outputs
+    # against FP32 reference outputs of the calibration samples at the given indices;
+    # None when the model has no task metric. Targets that search (Sophon mixed precision)
+    # use it with ``task_target``: output cosine alone misses e.g. YOLO scores crushed to
+    # zero inside an output whose box coordinates still match.
+    task_check: Callable[[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], list[int]],
+                         float | None] | None = None
+    task_target: float = 0.95
 
 
 @dataclass

@@ -174,7 +174,8 @@ def _port(req: PortRequest, target, manifest: Manifest | None, source_onnx: Path
         else:
             val_images, _ = sample_images(DEFAULT_VALIDATION, req.val_count)
             val_source = f"{DEFAULT_VALIDATION.name} (bundled sample; pass --val for your scenes)"
-        calib_tensors = make_tensors(calib_images, spec)[0] if calib_images else None
+        calib_tensors, calib_geoms = (make_tensors(calib_images, spec) if calib_images
+                                      else (None, []))
         val_tensors, val_geoms = make_tensors(val_images, spec)
 
     job = PortJob(
@@ -184,7 +185,9 @@ def _port(req: PortRequest, target, manifest: Manifest | None, source_onnx: Path
         calibration={input_name: calib_tensors} if calib_tensors is not None else {},
         work_dir=work / "build", mean=tuple(spec.mean), scale=tuple(1 / s for s in spec.std),
         pixel_format=spec.color.value.lower(), family=manifest.family if manifest else "",
-        options=req.options, log=lambda line: log.info("%s", line), stage=clock.sub)
+        options=req.options, log=lambda line: log.info("%s", line), stage=clock.sub,
+        task_check=_calibration_task_check(manifest, prepared, calib_geoms),
+        task_target=_task_threshold(req, manifest))
     job.work_dir.mkdir()
     with clock.stage(f"compile for {req.target} {req.precision}"):
         artifact = target.compile(job)
@@ -233,7 +236,7 @@ def _validate(req: PortRequest, manifest: Manifest | None, prepared: PreparedOnn
     outputs = fidelity.compare_outputs(reference, candidate)
     task = _task_fidelity(manifest, reference_engine, reference, candidate, val_geoms)
 
-    runs = 3 if artifact.engine.get("kind") == "sophon" else 20
+    runs = 1 if artifact.engine.get("kind") == "sophon" else 20  # the simulator is slow
     feeds = {input_name: val_tensors[:1]}
     speed: dict[str, Any] = {
         "fp32_host_ms": _median_ms(reference_engine, feeds, 20),
@@ -247,9 +250,7 @@ def _validate(req: PortRequest, manifest: Manifest | None, prepared: PreparedOnn
     t = DEFAULT_THRESHOLDS[req.precision]
     thresholds = Thresholds(req.min_cosine if req.min_cosine is not None else t.min_cosine,
                             req.min_euclidean if req.min_euclidean is not None else t.min_euclidean,
-                            req.min_task if req.min_task is not None else
-                            (max(t.min_task, 0.98) if task and task.task == "classify"
-                             else t.min_task))
+                            _task_threshold(req, manifest))
     return PortReport(
         model=manifest.name if manifest else prepared.path.stem, source=str(req.model),
         target=req.target, precision=req.precision, artefact=artifact.path.name,
@@ -258,6 +259,34 @@ def _validate(req: PortRequest, manifest: Manifest | None, prepared: PreparedOnn
         input_shapes={k: list(v) for k, v in prepared.input_shapes.items()},
         calibration={}, validation={}, outputs=outputs, task=task, thresholds=thresholds,
         stage_seconds={}, speed=speed, notes=list(artifact.notes))
+
+
+def _task_threshold(req: PortRequest, manifest: Manifest | None) -> float:
+    """--min-task, else the precision's default (classifiers: at least 0.98 top-1)."""
+    if req.min_task is not None:
+        return req.min_task
+    default = DEFAULT_THRESHOLDS[req.precision].min_task
+    return max(default, 0.98) if manifest is not None and manifest.task == Task.CLASSIFY else default
+
+
+def _calibration_task_check(manifest: Manifest | None, prepared: PreparedOnnx, geoms: list):
+    """The job's ``task_check``: task metric of outputs of calibration samples by index."""
+    if manifest is None or not geoms:
+        return None
+    reference_engine: Engine | None = None
+
+    def check(reference: list[dict[str, np.ndarray]], candidate: list[dict[str, np.ndarray]],
+              indices: list[int]) -> float | None:
+        nonlocal reference_engine
+        if reference_engine is None:  # built on first use: only searching targets need it
+            name = prepared.input_names[0]
+            reference_engine = create_engine(prepared.path, "onnxruntime",
+                                             {name: prepared.input_shapes[name]})
+        task = _task_fidelity(manifest, reference_engine, reference, candidate,
+                              [geoms[i] for i in indices])
+        return task.value if task is not None else None
+
+    return check
 
 
 def _task_fidelity(manifest: Manifest | None, reference_engine: Engine,

@@ -504,15 +504,25 @@ def _name_nodes(onnx_path: Path, op_list: str) -> str:
     return ("operator " if len(ops) == 1 else "operators ") + "; ".join(parts)
 
 
+# oko's names for run_calibration's range methods ("kl" is the tool's own default).
+CALIBRATION_METHODS = {"percentile": "use_percentile9999", "kl": "use_kl", "mse": "use_mse",
+                       "max": "use_max"}
+
+
 def calibrate(tc: Toolchain, mlir: Path, samples: Sequence[Path], work_dir: Path,
-              log_path: Path) -> Path:
-    """Activation ranges (KL) from preprocessed samples (one .npz per sample)."""
+              log_path: Path, method: str = "percentile") -> Path:
+    """Activation ranges from preprocessed samples (one .npz per sample).
+
+    ``method`` is one of CALIBRATION_METHODS. The 99.99th percentile is the default: on
+    NanoDet it left the outputs closer to FP32 than KL (worst cosine 0.984 vs 0.979 with
+    the heads in F16), MSE (0.973) or max (0.964).
+    """
     data_list = work_dir / "calibration_list.txt"
     data_list.write_text("".join(f"{p}\n" for p in samples))
-    table = work_dir / f"{mlir.stem}_cali_table"
+    table = work_dir / f"{mlir.stem}_{method}_cali_table"
     run_tool(tc, "run_calibration", [
         mlir.name, "--data_list", str(data_list), "--input_num", str(len(samples)),
-        "-o", table.name,
+        "--cali_method", CALIBRATION_METHODS[method], "-o", table.name,
     ], work_dir, log_path)
     _check_calibration_table(table, log_path)
     return table
