@@ -78,6 +78,17 @@ def test_a_perfect_port_passes_and_is_loadable_by_path(tmp_path):
     assert "| output0 |" in (out / "report.md").read_text()
 
 
+def test_a_port_carries_the_model_folder_companions(tmp_path):
+    """A recogniser's dictionary (and the licence) travel with the port: the ported
+    manifest refers to them by the same relative names."""
+    from oko.models.recognizer import load_recognizer
+
+    out = tmp_path / "ported"
+    port_model(PortRequest("ppocr-rec-v4", "test-copy", "f32", out, val_count=2))
+    assert {"dict.txt", "LICENSE-Apache-2.0.txt"} <= {p.name for p in out.iterdir()}
+    assert load_recognizer(out) is not None
+
+
 def test_a_broken_port_fails_and_leaves_no_output(tmp_path):
     out = tmp_path / "ported"
     with pytest.raises(PortFidelityError, match="output output0: cosine"):

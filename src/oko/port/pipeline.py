@@ -205,6 +205,8 @@ def _port(req: PortRequest, target, manifest: Manifest | None, source_onnx: Path
     shutil.copy2(artifact.path, publish / artifact.path.name)
     for extra in artifact.extra.get("files", []):  # e.g. OpenVINO's .bin beside the .xml
         shutil.copy2(extra, publish / Path(extra).name)
+    if manifest is not None:
+        _copy_model_companions(manifest, publish)
     new_manifest = _ported_manifest(manifest, source_onnx, artifact, req, prepared)
     (publish / "manifest.yaml").write_text(new_manifest)
     report.write(publish)
@@ -259,6 +261,19 @@ def _validate(req: PortRequest, manifest: Manifest | None, prepared: PreparedOnn
         input_shapes={k: list(v) for k, v in prepared.input_shapes.items()},
         calibration={}, validation={}, outputs=outputs, task=task, thresholds=thresholds,
         stage_seconds={}, speed=speed, notes=list(artifact.notes))
+
+
+def _copy_model_companions(manifest: Manifest, publish: Path) -> None:
+    """Files the model folder holds besides the model and its manifest (a recogniser's
+    dictionary, licence texts): the ported manifest refers to them by the same names."""
+    folder = manifest.model_path.parent
+    if not (folder / "manifest.yaml").is_file():
+        return  # a bare ONNX file: nothing belongs to it
+    for path in folder.iterdir():
+        if (path.is_file() and path.name != "manifest.yaml" and path != manifest.model_path
+                and path.suffix not in (".onnx", ".bmodel", ".xml", ".bin")
+                and not (publish / path.name).exists()):
+            shutil.copy2(path, publish / path.name)
 
 
 def _task_threshold(req: PortRequest, manifest: Manifest | None) -> float:
