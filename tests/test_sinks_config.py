@@ -60,7 +60,7 @@ def test_config_errors_name_the_field(config, needles):
 
 
 def test_unknown_or_missing_kind():
-    with pytest.raises(UnknownNameError, match="choose one of: jsonl, mqtt, webhook"):
+    with pytest.raises(UnknownNameError, match="choose one of: jsonl, mqtt, server, webhook"):
         parse_sink_config({"kind": "kafka"})
     with pytest.raises(ConfigError, match="kind"):
         parse_sink_config({"url": "http://h/"})

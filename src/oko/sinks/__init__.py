@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError
 from oko.core.errors import ConfigError, UnknownNameError
 from oko.sinks import jsonl as _jsonl  # noqa: F401  (registers the sink)
 from oko.sinks import mqtt as _mqtt  # noqa: F401
+from oko.sinks import server as _server  # noqa: F401  (central server)
 from oko.sinks import webhook as _webhook  # noqa: F401
 from oko.sinks.base import STATS_KEYS, BaseSinkConfig, Sink
 from oko.sinks.jsonl import JsonlSink, JsonlSinkConfig
