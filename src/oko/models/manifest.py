@@ -26,6 +26,7 @@ class Task(StrEnum):
     CLASSIFY = "classify"
     SEGMENT = "segment"
     EMBED = "embed"
+    RECOGNIZE = "recognize"  # text lines (plate reading): a sequence of characters
 
 
 class Layout(StrEnum):
