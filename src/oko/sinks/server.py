@@ -27,8 +27,8 @@ from pydantic import AnyHttpUrl, Field, SecretStr
 
 from oko.core.events import Event
 from oko.sinks.queue import QueuedEvent
-from oko.sinks.queued import QueuedSink, RemoteSinkConfig
-from oko.sinks.webhook import ENDPOINT_4XX, Outcome, classify, retry_after_s
+from oko.sinks.queued import RemoteSinkConfig
+from oko.sinks.webhook import ENDPOINT_4XX, HttpBatchSink, Outcome, classify, retry_after_s
 
 if TYPE_CHECKING:
     import httpx
@@ -67,7 +67,7 @@ def _version() -> str:
         return "dev"
 
 
-class ServerSink(QueuedSink):
+class ServerSink(HttpBatchSink):
     """Ships queued events to the central server; see the module docstring."""
 
     kind = KIND
@@ -121,40 +121,6 @@ class ServerSink(QueuedSink):
             if total > self.config.max_batch_bytes and i > 0:
                 return batch[:i]
         return batch
-
-    def _join_timeout_s(self) -> float:
-        return self.config.timeout_s + 1.0
-
-    def _run(self) -> None:
-        import httpx
-
-        cfg = self.config
-        limit = cfg.batch_size
-        with httpx.Client(headers=self._headers(), timeout=cfg.timeout_s,
-                          verify=cfg.verify_tls, follow_redirects=False) as client:
-            while not self._stop.is_set():
-                self._wake.clear()
-                batch = self._fit(self.queue.peek_batch(limit))
-                if not batch:
-                    self._wake.wait(1.0)
-                    continue
-                self._set_in_flight(len(batch))
-                outcome, error, delay, reachable = self._post(client, batch)
-                self._set_in_flight(0)
-                if outcome == "delivered":
-                    self.queue.ack(item.id for item in batch)
-                    self._succeeded(len(batch))
-                    limit = min(cfg.batch_size, limit * 2)
-                elif outcome == "reject" and len(batch) > 1:
-                    limit = max(1, len(batch) // 2)
-                    log.info("sink %s: %s; splitting the batch to find the refused event",
-                             self.name, error)
-                elif outcome == "reject":
-                    self._set_connected(True)
-                    self._rejected_for_good([batch[0].id], error)
-                else:
-                    backoff = self._failed(error, connected=reachable)
-                    self._wait(backoff if delay is None else min(delay, cfg.backoff_max_s))
 
     def _post(self, client: httpx.Client, batch: list[QueuedEvent]
               ) -> tuple[Outcome, str, float | None, bool]:

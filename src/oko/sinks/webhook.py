@@ -84,20 +84,25 @@ def batch_body(batch: list[QueuedEvent]) -> bytes:
     return ('{"events":[' + ",".join(item.body for item in batch) + "]}").encode("utf-8")
 
 
-class WebhookSink(QueuedSink):
-    """POSTs batches of queued events to ``config.url`` from a background thread."""
+class HttpBatchSink(QueuedSink):
+    """Delivers queued events in batches over HTTP from a background thread.
 
-    kind = KIND
-    config_class = WebhookSinkConfig
-    config: WebhookSinkConfig
+    Acked only on delivery; a refused batch is halved until the refused event is found
+    (it then goes to the dead-letter table); anything else backs off and retries.
+    Subclasses give the headers, how many queued events fit one request (``_fit``) and
+    the request itself (``_post``).
+    """
 
-    def __init__(self, config: WebhookSinkConfig) -> None:
-        super().__init__(config)
-        url = config.url
-        # for logs: no credentials, no query string (it may carry a token)
-        port = f":{url.port}" if url.port else ""
-        self._where = f"{url.scheme}://{url.host}{port}{url.path or ''}"
-        self._start()
+    def _headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json"}
+
+    def _fit(self, batch: list[QueuedEvent]) -> list[QueuedEvent]:
+        return batch
+
+    def _post(self, client: httpx.Client, batch: list[QueuedEvent]
+              ) -> tuple[Outcome, str, float | None, bool]:
+        """(outcome, error text, server-requested delay, receiver reachable)."""
+        raise NotImplementedError
 
     def _join_timeout_s(self) -> float:
         return self.config.timeout_s + 1.0
@@ -106,14 +111,12 @@ class WebhookSink(QueuedSink):
         import httpx
 
         cfg = self.config
-        headers = {"User-Agent": "oko-webhook-sink", "Content-Type": "application/json"}
-        headers |= {k: v.get_secret_value() for k, v in cfg.headers.items()}
         limit = cfg.batch_size
-        with httpx.Client(headers=headers, timeout=cfg.timeout_s, verify=cfg.verify_tls,
-                          follow_redirects=False) as client:
+        with httpx.Client(headers=self._headers(), timeout=cfg.timeout_s,
+                          verify=cfg.verify_tls, follow_redirects=False) as client:
             while not self._stop.is_set():
                 self._wake.clear()
-                batch = self.queue.peek_batch(limit)
+                batch = self._fit(self.queue.peek_batch(limit))
                 if not batch:
                     self._wake.wait(1.0)
                     continue
@@ -134,6 +137,26 @@ class WebhookSink(QueuedSink):
                 else:
                     backoff = self._failed(error, connected=reachable)
                     self._wait(backoff if delay is None else min(delay, cfg.backoff_max_s))
+
+
+class WebhookSink(HttpBatchSink):
+    """POSTs batches of queued events to ``config.url`` from a background thread."""
+
+    kind = KIND
+    config_class = WebhookSinkConfig
+    config: WebhookSinkConfig
+
+    def __init__(self, config: WebhookSinkConfig) -> None:
+        super().__init__(config)
+        url = config.url
+        # for logs: no credentials, no query string (it may carry a token)
+        port = f":{url.port}" if url.port else ""
+        self._where = f"{url.scheme}://{url.host}{port}{url.path or ''}"
+        self._start()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"User-Agent": "oko-webhook-sink", "Content-Type": "application/json"}
+        return headers | {k: v.get_secret_value() for k, v in self.config.headers.items()}
 
     def _post(self, client: httpx.Client, batch: list[QueuedEvent]
               ) -> tuple[Outcome, str, float | None, bool]:
