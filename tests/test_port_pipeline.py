@@ -89,6 +89,15 @@ def test_a_port_carries_the_model_folder_companions(tmp_path):
     assert load_recognizer(out) is not None
 
 
+def test_a_face_detector_ports_with_detection_agreement(tmp_path):
+    """Face families decode the generic letterboxed validation frames too."""
+    faces = YOLO_DATA.parents[1] / "data" / "faces"
+    report = port_model(PortRequest("yunet-face", "test-copy", "f32", tmp_path / "p",
+                                    val=faces, val_count=4))
+    assert report.task.value == pytest.approx(1.0)
+    assert report.task.details["fp32_boxes"] >= 8  # group photos: several faces each
+
+
 def test_a_broken_port_fails_and_leaves_no_output(tmp_path):
     out = tmp_path / "ported"
     with pytest.raises(PortFidelityError, match="output output0: cosine"):

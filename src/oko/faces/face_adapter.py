@@ -119,7 +119,17 @@ class FaceDetectionAdapter(DetectionAdapter):
         ordered = [outputs[name] for name in self.output_names]
         ordered = [o[None] if o.ndim == 2 and len(geoms) == 1 and not self._batched(o)
                    else o for o in ordered]
-        return [self.decode([o[i] for o in ordered], geom) for i, geom in enumerate(geoms)]
+        return [self.decode([o[i] for o in ordered], self._face_geometry(geom))
+                for i, geom in enumerate(geoms)]
+
+    def _face_geometry(self, geom: Letterbox) -> FaceInputGeometry:
+        """A plain Letterbox (e.g. from `oko port`'s generic preprocessing into the
+        manifest's fixed size) gets that size as the input size the model saw."""
+        if isinstance(geom, FaceInputGeometry):
+            return geom
+        spec = self.manifest.input
+        return FaceInputGeometry(geom.scale_x, geom.scale_y, geom.pad_x, geom.pad_y,
+                                 geom.src_width, geom.src_height, spec.width, spec.height)
 
     def _batched(self, output: np.ndarray) -> bool:
         """Whether a 2-D output already has a batch axis (family-specific; default no)."""

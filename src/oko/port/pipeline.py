@@ -30,6 +30,7 @@ from oko.engines.base import Engine
 from oko.models.adapter import DetectionAdapter
 from oko.models.manifest import InputSpec, Layout, Manifest, Task
 from oko.models.zoo import resolve_model
+from oko.faces import detect as _face_detect  # noqa: F401  (face detector families)
 from oko.port import fidelity
 from oko.port.base import PortArtifact, PortJob, get_target
 from oko.port.calibration import make_tensors, sample_images, split
