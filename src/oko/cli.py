@@ -22,9 +22,11 @@ app.add_typer(models_app, name="models")
 def _add_command_groups() -> None:
     # Each group's file keeps its heavy imports inside its commands: `oko --help` stays fast.
     from oko.faces.cli import app as faces_app
+    from oko.reid.cli import app as reid_app
     from oko.server.cli import app as server_app
 
     app.add_typer(faces_app, name="faces")
+    app.add_typer(reid_app, name="reid")
     app.add_typer(server_app, name="server")
 
 
