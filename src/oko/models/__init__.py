@@ -5,6 +5,7 @@ from oko.models import nanodet as _nanodet  # noqa: F401
 from oko.models import plate_retina as _plate_retina  # noqa: F401
 from oko.models import yolo as _yolo  # noqa: F401
 from oko.models import yolo_pose as _yolo_pose  # noqa: F401
+from oko.models import yolo_seg as _yolo_seg  # noqa: F401
 from oko.models.adapter import DetectionAdapter, adapter_for
 from oko.models.detector import Detector, load_detector
 from oko.models.manifest import Manifest, load_manifest

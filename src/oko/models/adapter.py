@@ -118,15 +118,20 @@ class DetectionAdapter(ABC):
     def finish(self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                geom: Letterbox, keypoints: np.ndarray | None = None) -> Detections:
         """Threshold, NMS, cap and map model-input boxes to the source frame."""
-        keep = scores > self.post.conf_threshold
-        xyxy, scores, class_ids = xyxy[keep], scores[keep], class_ids[keep]
-        kept = nms(xyxy, scores, self.post.iou_threshold,
-                   None if self.post.class_agnostic else class_ids, self.post.max_detections)
+        kept = self.select(xyxy, scores, class_ids)
         kwargs = {}
         if keypoints is not None:
-            kwargs["keypoints"] = geom.points_to_source(keypoints[keep][kept])
+            kwargs["keypoints"] = geom.points_to_source(keypoints[kept])
         return Detections(xyxy=geom.boxes_to_source(xyxy[kept]), confidence=scores[kept],
                           class_id=class_ids[kept], **kwargs)
+
+    def select(self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+        """Indices of the rows kept by threshold, NMS and the cap, highest score first."""
+        keep = np.flatnonzero(scores > self.post.conf_threshold)
+        kept = nms(xyxy[keep], scores[keep], self.post.iou_threshold,
+                   None if self.post.class_agnostic else class_ids[keep],
+                   self.post.max_detections)
+        return keep[kept]
 
 
 def adapter_for(manifest: Manifest, inputs: Sequence[TensorSpec],

@@ -57,7 +57,7 @@ def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dic
     manifest = model if isinstance(model, Manifest) else resolve_model(model)
     if engine is None:
         engine = parse_engine_config(manifest.engine)
-    if manifest.task != Task.DETECT:
+    if manifest.task not in (Task.DETECT, Task.SEGMENT):
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value} model, not a detector")
     manifest = manifest.with_postprocess(conf_threshold=conf_threshold,

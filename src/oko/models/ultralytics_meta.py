@@ -28,12 +28,13 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
 
 
 def manifest_from_ultralytics(path: Path) -> Manifest | None:
-    """A detection manifest from Ultralytics metadata, or None if the file has none."""
+    """A detection or instance-segmentation manifest from Ultralytics metadata, or None if the file has none."""
     meta = read_onnx_metadata(path)
     if "ultralytics" not in meta.get("author", "").lower() and "names" not in meta:
         return None
     task = meta.get("task", "detect")
-    if task != "detect":
+    families = {"detect": "yolo", "segment": "yolo_seg"}
+    if task not in families:
         log.warning("%s: Ultralytics task %r is not supported yet", path, task)
         return None
     try:
@@ -43,7 +44,7 @@ def manifest_from_ultralytics(path: Path) -> Manifest | None:
         raise EngineLoadError(f"{path}: unreadable Ultralytics metadata ({exc})") from exc
     labels = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
     data = {
-        "name": path.stem, "task": "detect", "family": "yolo", "file": path.name,
+        "name": path.stem, "task": task, "family": families[task], "file": path.name,
         "description": meta.get("description", ""), "licence": meta.get("license", ""),
         "origin": "Ultralytics export metadata",
         "input": {"width": width, "height": height, "layout": "NCHW", "color": "RGB",

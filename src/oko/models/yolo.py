@@ -55,11 +55,19 @@ class YoloAdapter(DetectionAdapter):
         out = outputs[0]
         if self.format == "end2end":
             return self.finish(out[:, :4], out[:, 4], out[:, 5].astype(np.int32), geom)
-        scores = out[4:]  # (nc, N): reduce over the contiguous class axis
+        cand, xyxy, scores, class_ids = self.candidates(out, len(self.labels))
+        return self.finish(xyxy, scores, class_ids, geom)
+
+    def candidates(self, out: np.ndarray, nc: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Raw [4 + nc + extra, N] output: anchors over the threshold (at most
+        ``max_candidates``), their xyxy boxes in input pixels, best scores and classes.
+        Rows past ``4 + nc`` (mask coefficients, ...) are left to the caller via ``cand``."""
+        scores = out[4:4 + nc]  # (nc, N): reduce over the contiguous class axis
         best = scores.max(axis=0)
         cand = np.flatnonzero(best > self.post.conf_threshold)
         if len(cand) > self.options.max_candidates:
             cand = cand[np.argsort(-best[cand], kind="stable")[: self.options.max_candidates]]
         class_ids = scores[:, cand].argmax(axis=0).astype(np.int32)
         xyxy = xywh_to_xyxy(out[:4, cand].T)
-        return self.finish(xyxy, best[cand], class_ids, geom)
+        return cand, xyxy, best[cand], class_ids

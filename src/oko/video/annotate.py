@@ -19,12 +19,15 @@ _PALETTE = np.array([
 
 
 class BoxAnnotator:
-    """Boxes with a label and score above each."""
+    """Boxes with a label and score above each; instance masks (``Detections.mask``)
+    blended in the class colour underneath, ``mask_alpha`` opaque (0 hides them)."""
 
-    def __init__(self, labels: Sequence[str], thickness: int = 2, font_scale: float = 0.5) -> None:
+    def __init__(self, labels: Sequence[str], thickness: int = 2, font_scale: float = 0.5,
+                 mask_alpha: float = 0.4) -> None:
         self.labels = list(labels)
         self.thickness = thickness
         self.font_scale = font_scale
+        self.mask_alpha = mask_alpha
 
     def annotate(self, image: np.ndarray, dets: Detections) -> np.ndarray:
         """Return a copy of ``image`` (BGR) with ``dets`` drawn."""
@@ -36,6 +39,8 @@ class BoxAnnotator:
         scores = dets.confidence.tolist() if dets.confidence is not None else [None] * len(dets)
         names = dets.labels(self.labels)
         tracks = dets.track_id.tolist() if dets.track_id is not None else [None] * len(dets)
+        if dets.mask is not None and self.mask_alpha > 0:
+            self._draw_masks(out, dets.mask, class_ids)
         font = cv2.FONT_HERSHEY_SIMPLEX
         for (x1, y1, x2, y2), cid, score, name, tid in zip(boxes, class_ids, scores, names,
                                                             tracks, strict=True):
@@ -50,3 +55,18 @@ class BoxAnnotator:
             cv2.putText(out, text, (x1 + 1, ty - base - 1), font, self.font_scale,
                         (255, 255, 255), 1, cv2.LINE_AA)
         return out
+
+    def _draw_masks(self, out: np.ndarray, masks: np.ndarray, class_ids: list[int]) -> None:
+        """Blend each mask in its class colour, in place; masks sized to another frame
+        are skipped. Each mask touches only the pixels inside its own bounding rows/cols."""
+        if masks.shape[1:] != out.shape[:2]:
+            return
+        a = self.mask_alpha
+        for m, cid in zip(masks, class_ids, strict=True):
+            rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+            if not len(rows):
+                continue
+            sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+            sub, mm = out[sl], m[sl]
+            color = _PALETTE[cid % len(_PALETTE)].astype(np.float32)
+            sub[mm] = (sub[mm] * (1 - a) + color * a).astype(np.uint8)
