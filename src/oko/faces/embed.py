@@ -23,11 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oko.core.errors import ConfigError, ModelContractError
 from oko.core.timing import StageTimer
-from oko.engines import create_engine, parse_engine_config
 from oko.engines.base import Engine
 from oko.models.manifest import InputDType, Layout, Manifest, Task, format_validation_error
 from oko.models.preprocess import InputPreprocessor
-from oko.models.zoo import resolve_model
+from oko.models.loading import create_model_engine, resolve_with_engine
 
 DEFAULT_EMBEDDER = "sface"
 FAMILY = "arcface"
@@ -133,17 +132,9 @@ class Embedder:
 def load_embedder(model: str | Path | Manifest = DEFAULT_EMBEDDER,
                   engine: str | dict | None = None) -> Embedder:
     """Resolve ``model`` (zoo name, folder, manifest or ONNX path) and load it."""
-    if engine is not None:
-        engine = parse_engine_config(engine)
-    manifest = model if isinstance(model, Manifest) else resolve_model(model)
+    manifest, engine = resolve_with_engine(model, engine)
     if manifest.task != Task.EMBED or manifest.family != FAMILY:
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value}/{manifest.family} model, not a "
             f"face embedder", f"use a manifest with task: embed, family: {FAMILY}")
-    if engine is None:
-        engine = parse_engine_config(manifest.engine)
-    spec = manifest.input
-    shape = (1, 3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
-        1, spec.height, spec.width, 3)
-    return Embedder(manifest, create_engine(manifest.model_path, engine,
-                                            {spec.name or "*": shape}))
+    return Embedder(manifest, create_model_engine(manifest, engine))

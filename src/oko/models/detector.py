@@ -10,11 +10,11 @@ import numpy as np
 from oko.core.detections import Detections
 from oko.core.errors import ModelContractError
 from oko.core.timing import StageTimer
-from oko.engines import EngineConfig, create_engine, parse_engine_config
+from oko.engines import EngineConfig
 from oko.engines.base import Engine
 from oko.models.adapter import DetectionAdapter, adapter_for
-from oko.models.manifest import Layout, Manifest, Task
-from oko.models.zoo import resolve_model
+from oko.models.manifest import Manifest, Task
+from oko.models.loading import create_model_engine, resolve_with_engine
 
 
 class Detector:
@@ -52,19 +52,12 @@ def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dic
     ``engine`` None means the engine the manifest names (a ported artefact), else ONNX
     Runtime.
     """
-    if engine is not None:
-        engine = parse_engine_config(engine)  # a bad engine name fails before any file work
-    manifest = model if isinstance(model, Manifest) else resolve_model(model)
-    if engine is None:
-        engine = parse_engine_config(manifest.engine)
+    manifest, engine = resolve_with_engine(model, engine)
     if manifest.task not in (Task.DETECT, Task.SEGMENT):
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value} model, not a detector")
     manifest = manifest.with_postprocess(conf_threshold=conf_threshold,
                                          iou_threshold=iou_threshold)
-    spec = manifest.input
-    shape = (1, 3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
-        1, spec.height, spec.width, 3)
-    loaded = create_engine(manifest.model_path, engine, {spec.name or "*": shape})
+    loaded = create_model_engine(manifest, engine)
     adapter = adapter_for(manifest, loaded.inputs(), loaded.outputs())
     return Detector(manifest, loaded, adapter)

@@ -9,11 +9,11 @@ import numpy as np
 
 from oko.core.errors import ModelContractError, UnknownNameError
 from oko.core.timing import StageTimer
-from oko.engines import EngineConfig, create_engine, parse_engine_config
+from oko.engines import EngineConfig
 from oko.engines.base import Engine
 from oko.models.ctc import CtcAdapter
 from oko.models.manifest import Manifest, Task
-from oko.models.zoo import resolve_model
+from oko.models.loading import create_model_engine, resolve_with_engine
 
 RECOGNIZER_FAMILIES = {CtcAdapter.family: CtcAdapter}
 
@@ -68,19 +68,13 @@ def load_recognizer(model: str | Path | Manifest,
                     batch: int | None = None) -> TextRecognizer:
     """Resolve a text recogniser (zoo name, folder, manifest or ONNX path) and load it;
     ``batch`` caps the lines per engine call."""
-    if engine is not None:
-        engine = parse_engine_config(engine)
-    manifest = model if isinstance(model, Manifest) else resolve_model(model)
+    manifest, engine = resolve_with_engine(model, engine)
     if manifest.task != Task.RECOGNIZE:
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value} model, not a text recogniser")
     cls = RECOGNIZER_FAMILIES.get(manifest.family)
     if cls is None:
         raise UnknownNameError("recogniser family", manifest.family, list(RECOGNIZER_FAMILIES))
-    if engine is None:
-        engine = parse_engine_config(manifest.engine)
-    spec = manifest.input
-    loaded = create_engine(manifest.model_path, engine,
-                           {spec.name or "*": (1, 3, spec.height, spec.width)})
+    loaded = create_model_engine(manifest, engine)
     adapter = cls(manifest, loaded.inputs(), loaded.outputs())
     return TextRecognizer(manifest, loaded, adapter, batch)
