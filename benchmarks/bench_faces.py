@@ -146,7 +146,7 @@ def make_gallery(n: int, d: int, kind: str, queries: int, seed: int = 0
 
 def bench_search(n: int, d: int, kind: str, n_queries: int, recall_queries: int,
                  indexes: list[str], repeats: int, console: Console) -> dict[str, Any]:
-    from oko.faces.search import ExactSearch
+    from oko.vectors.exact import ExactSearch
 
     t = time.perf_counter()
     matrix, queries, identity = make_gallery(n, d, kind, max(n_queries, recall_queries))
@@ -182,7 +182,7 @@ def bench_search(n: int, d: int, kind: str, n_queries: int, recall_queries: int,
 
 def bench_index(name: str, matrix: np.ndarray, queries: np.ndarray, truth: np.ndarray,
                 console: Console) -> dict[str, Any]:
-    from oko.faces.index import FaissIndex
+    from oko.vectors.faiss_index import FaissIndex
 
     n = len(matrix)
     extra = {"nlist": 1024} if name.startswith("ivf") else {}

@@ -1,26 +1,18 @@
 """Who is this? Embeddings against a loaded gallery: best person, similarity, decision.
 
-A person's similarity is that of their best-matching embedding. ``index`` picks the search:
-``exact`` (batched matmul, :mod:`oko.faces.search`), a faiss kind (:mod:`oko.faces.index`),
-or ``auto``: exact while the matrix is under ``auto_index_bytes`` (1 GiB: two million SFace
-vectors or half a million 512-d ones, which one exact query scans in about 0.1 s on a small
-CPU), the ``binary`` index beyond when faiss is installed.
+A person's similarity is that of their best-matching embedding. ``index`` picks the search
+(:class:`oko.vectors.index.VectorIndex`, shared with person re-identification).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from oko.core.errors import ConfigError
 from oko.faces.gallery import GalleryMatrix
-from oko.faces.search import ExactSearch, group_top_k
-
-log = logging.getLogger(__name__)
-
-AUTO_INDEX_BYTES = 1 << 30
+from oko.vectors.exact import group_top_k
+from oko.vectors.index import AUTO_INDEX_BYTES, VectorIndex
 
 
 @dataclass(frozen=True)
@@ -43,27 +35,9 @@ class GalleryMatcher:
                  auto_index_bytes: int = AUTO_INDEX_BYTES) -> None:
         self.gallery = gallery
         self.threshold = float(threshold)
-        n = len(gallery.matrix)
-        kind = index
-        if index == "auto":
-            kind = "exact"
-            if gallery.matrix.nbytes > auto_index_bytes:
-                try:
-                    from oko.faces.index import import_faiss
-
-                    import_faiss()
-                    kind = "binary"
-                except ConfigError:  # optional dependency missing
-                    log.warning("gallery of %d embeddings searched exactly: faiss is not "
-                                "installed (pip install 'oko[faiss]')", n)
-        self.kind = kind
+        self.search_engine = VectorIndex(gallery.matrix, index, auto_index_bytes)
+        self.kind = self.search_engine.kind
         self.max_per_person = gallery.max_per_person  # once: a bincount over every row
-        if kind == "exact" or n == 0:
-            self.search_engine = ExactSearch(gallery.matrix)
-        else:
-            from oko.faces.index import FaissIndex
-
-            self.search_engine = FaissIndex(gallery.matrix, kind)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.gallery.matrix)

@@ -37,6 +37,7 @@ class Layout(StrEnum):
 class ColorOrder(StrEnum):
     RGB = "RGB"
     BGR = "BGR"
+    GRAY = "GRAY"  # one channel, ITU-R BT.601 luma (cv2.COLOR_BGR2GRAY); mean/std use entry 0
 
 
 class ResizeMode(StrEnum):

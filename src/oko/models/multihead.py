@@ -9,7 +9,10 @@ The manifest (``task: classify``, ``family: multihead``) lists the heads in ``de
         - {name: facial_hair, kind: sigmoid, classes: [beard, moustache, goatee]}
 
 A ``softmax`` head picks one of its classes; a ``sigmoid`` head scores each class on its own
-(present from ``threshold``). Each head reads ``len(classes)`` columns of one output
+(present from ``threshold``). Two numeric kinds answer a number instead of a class:
+``value`` reads one column as is (times ``scale``; e.g. an age regressor's years) and
+``expectation`` reads ``bins`` columns of a distribution over ``range`` and answers its
+mean (e.g. 100 age bins). Each head reads ``len(classes)`` columns of one output
 tensor: ``output`` names it (default: the model's first output) and ``offset`` the first
 column (default: right after the previous head on that output), so both one concatenated
 output and one output per head work. ``activation: probabilities`` when the model already
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from oko.core.errors import ConfigError, ModelContractError
 from oko.core.timing import StageTimer
@@ -44,9 +47,15 @@ FAMILY = "multihead"
 class HeadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1, description="Head name, e.g. 'hair_color'.")
-    kind: Literal["sigmoid", "softmax"] = Field(
-        description="softmax: one class of several; sigmoid: each class present or not.")
-    classes: list[str] = Field(min_length=1, description="Class names, in column order.")
+    kind: Literal["sigmoid", "softmax", "value", "expectation"] = Field(
+        description="softmax: one class of several; sigmoid: each class present or not; "
+                    "value: one number; expectation: the mean of a binned distribution.")
+    classes: list[str] = Field(
+        default_factory=list, description="Class names, in column order (class heads).")
+    scale: float = Field(1.0, description="value heads: the answer is column * scale.")
+    bins: int | None = Field(None, gt=1, description="expectation heads: number of columns.")
+    range: tuple[float, float] = Field(
+        (0.0, 1.0), description="expectation heads: values of the first and the last bin.")
     output: str | None = Field(None, description="Output tensor (default: the first one).")
     offset: int | None = Field(
         None, ge=0, description="First column in the output (default: after the previous head).")
@@ -60,6 +69,27 @@ class HeadSpec(BaseModel):
         if len(set(classes)) != len(classes):
             raise ValueError("class names must be unique within a head")
         return classes
+
+    @model_validator(mode="after")
+    def _shape_fits_kind(self) -> HeadSpec:
+        if self.kind in ("sigmoid", "softmax") and not self.classes:
+            raise ValueError(f"head {self.name!r}: a {self.kind} head lists its classes")
+        if self.kind == "expectation" and self.bins is None:
+            raise ValueError(f"head {self.name!r}: an expectation head needs bins")
+        return self
+
+    @property
+    def width(self) -> int:
+        """Columns this head reads."""
+        if self.kind == "value":
+            return 1
+        if self.kind == "expectation":
+            return int(self.bins or 0)
+        return len(self.classes)
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("value", "expectation")
 
 
 class MultiHeadOptions(BaseModel):
@@ -77,10 +107,16 @@ class MultiHeadOptions(BaseModel):
 
 @dataclass(frozen=True)
 class HeadResult:
-    """One head's answers for n crops: probabilities (n, classes)."""
+    """One head's answers for n crops: probabilities (n, classes), or for numeric heads
+    the number per crop (n, 1)."""
 
     spec: HeadSpec
     probs: np.ndarray
+
+    @property
+    def values(self) -> np.ndarray:
+        """Numeric heads: the answer per crop (n,)."""
+        return self.probs[:, 0]
 
     @property
     def index(self) -> np.ndarray:
@@ -98,6 +134,8 @@ class HeadResult:
 
     def record(self, row: int) -> dict[str, Any]:
         p = self.probs[row]
+        if self.spec.numeric:
+            return {"value": round(float(p[0]), 2)}
         if self.spec.kind == "softmax":
             i = int(p.argmax())
             return {"label": self.spec.classes[i], "score": round(float(p[i]), 4)}
@@ -129,6 +167,19 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
+
+
+def _answer(head: HeadSpec, cols: np.ndarray) -> np.ndarray:
+    """Raw columns -> probabilities (class heads) or one number per row (numeric heads)."""
+    if head.kind == "value":
+        return cols * head.scale
+    if head.activation == "logits":
+        cols = _sigmoid(cols) if head.kind == "sigmoid" else _softmax(cols)
+    if head.kind == "expectation":
+        centres = np.linspace(head.range[0], head.range[1], head.width, dtype=np.float32)
+        total = np.maximum(cols.sum(axis=1, keepdims=True), 1e-12)
+        return (cols @ centres)[:, None] / total
+    return cols
 
 
 class MultiHeadClassifier:
@@ -165,7 +216,7 @@ class MultiHeadClassifier:
                 raise ModelContractError(f"{where}: output {out!r} has shape {shape}, a head "
                                          "reads a [batch, columns] output")
             start = head.offset if head.offset is not None else cursor.get(out, 0)
-            stop = start + len(head.classes)
+            stop = start + head.width
             if shape[1] is not None and stop > shape[1]:
                 raise ModelContractError(
                     f"{where}: head {head.name!r} needs columns {start}..{stop - 1} of output "
@@ -210,9 +261,7 @@ class MultiHeadClassifier:
         for head, (out, a, b) in zip(self.heads, self.slices, strict=True):
             cols = (np.concatenate(raw[out])[:, a:b] if n else
                     np.zeros((0, b - a), np.float32))
-            if head.activation == "logits":
-                cols = _softmax(cols) if head.kind == "softmax" else _sigmoid(cols)
-            heads[head.name] = HeadResult(head, cols.astype(np.float32))
+            heads[head.name] = HeadResult(head, _answer(head, cols).astype(np.float32))
         return MultiHeadResult(heads, n)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from oko.core.geometry import Letterbox, letterbox, stretch
@@ -33,6 +34,8 @@ class InputPreprocessor:
 
     def __call__(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         resized, geoms = zip(*(self.resize(img) for img in images), strict=True)
+        if self.spec.color == ColorOrder.GRAY:
+            return self._gray(resized), list(geoms)
         batch = np.stack(resized)  # (B, H, W, 3) uint8 BGR
         if self.spec.layout == Layout.NCHW:
             tensor = batch.transpose(0, 3, 1, 2)[:, self._order]  # contiguous planes (copy)
@@ -47,3 +50,11 @@ class InputPreprocessor:
                 if self._std[c] != 1.0:
                     plane /= self._std[c]
         return tensor, list(geoms)
+
+    def _gray(self, resized: Sequence[np.ndarray]) -> np.ndarray:
+        """One luma plane per image: (B, 1, H, W) or (B, H, W, 1)."""
+        gray = np.stack([cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) for img in resized])
+        tensor = gray[:, None] if self.spec.layout == Layout.NCHW else gray[..., None]
+        if self.spec.dtype == InputDType.FLOAT32:
+            tensor = (tensor.astype(np.float32) - self._mean[0]) / self._std[0]
+        return np.ascontiguousarray(tensor)

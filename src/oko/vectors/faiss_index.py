@@ -49,7 +49,7 @@ def import_faiss() -> ModuleType:
     try:
         import faiss
     except ImportError as exc:
-        raise ConfigError("approximate face search needs faiss, which is not installed",
+        raise ConfigError("approximate vector search needs faiss, which is not installed",
                           "pip install 'oko[faiss]' (faiss-cpu), or use exact search "
                           "(index: exact)") from exc
     return faiss
@@ -78,7 +78,7 @@ class FaissIndex:
                  hnsw_m: int = 32, ef_search: int = 128, train_size: int = 100_000,
                  seed: int = 0) -> None:
         if kind not in INDEX_KINDS:
-            raise ConfigError(f"unknown face index {kind!r}", f"choose one of {INDEX_KINDS}")
+            raise ConfigError(f"unknown vector index {kind!r}", f"choose one of {INDEX_KINDS}")
         self.faiss = faiss = import_faiss()
         self.matrix = np.ascontiguousarray(matrix, np.float32)
         self.kind, self.candidates = kind, max(1, candidates)

@@ -6,7 +6,7 @@ import pytest
 from oko.faces.eval import read_pairs, threshold_at_far, verification_report
 from oko.faces.gallery import GalleryMatrix
 from oko.faces.matcher import GalleryMatcher
-from oko.faces.search import ExactSearch, group_top_k
+from oko.vectors.exact import ExactSearch, group_top_k
 
 
 def unit(x):
@@ -79,7 +79,7 @@ def test_people_are_ranked_by_their_best_embedding():
 @pytest.mark.slow
 def test_faiss_index_finds_the_exact_neighbours_of_noisy_copies():
     pytest.importorskip("faiss")
-    from oko.faces.index import FaissIndex
+    from oko.vectors.faiss_index import FaissIndex
 
     rng = np.random.default_rng(5)
     matrix = unit(rng.standard_normal((20000, 64)))
@@ -102,7 +102,7 @@ def test_missing_faiss_is_a_clear_error(monkeypatch):
     import builtins
 
     from oko.core.errors import ConfigError
-    from oko.faces import index
+    from oko.vectors import faiss_index as index
 
     real = builtins.__import__
 
