@@ -2,131 +2,24 @@
 
 Family ``arcface`` covers SFace (128-d, the default) and the InsightFace family (ResNet-50
 ``w600k_r50``, 512-d, ...) alike: they differ only in what the manifest states (colour
-order, mean/std, crop size, output). Vectors are L2-normalised, so cosine similarity is a
-dot product. Each model's ``decode.match_threshold`` is the cosine similarity at which two
-faces count as the same person; ``oko faces eval`` measures one on labelled pairs.
-
-A model is identified by name, dimension and the sha256 of its file (``model_id``): a
-gallery remembers it and refuses embeddings from any other model, because vectors of two
-models (even two exports of one network) do not live in the same space.
+order, mean/std, crop size, output). Each model's ``decode.match_threshold`` is the cosine
+similarity at which two faces count as the same person; ``oko faces eval`` measures one on
+labelled pairs. The embedding machinery is shared with ReID (:mod:`oko.models.embedder`).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import MutableMapping
-from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from oko.core.errors import ConfigError, ModelContractError
-from oko.core.timing import StageTimer
-from oko.engines.base import Engine
-from oko.models.manifest import InputDType, Layout, Manifest, Task, format_validation_error
-from oko.models.preprocess import InputPreprocessor
+from oko.core.errors import ModelContractError
+from oko.models.embedder import Embedder, file_sha256
 from oko.models.loading import create_model_engine, resolve_with_engine
+from oko.models.manifest import Manifest, Task
 
 DEFAULT_EMBEDDER = "sface"
 FAMILY = "arcface"
 
-
-class EmbedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    match_threshold: float = Field(
-        ge=-1, le=1, description="Cosine similarity from which two faces are the same person.")
-    normalize: bool = Field(True, description="L2-normalise the output (cosine = dot).")
-
-
-@lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
-
-
-class Embedder:
-    """Aligned crops (n, S, S, 3) uint8 BGR -> embeddings (n, d) float32, in engine batches."""
-
-    def __init__(self, manifest: Manifest, engine: Engine) -> None:
-        self.manifest = manifest
-        self.engine = engine
-        where = str(manifest.path or manifest.name)
-        try:
-            self.options = EmbedOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc
-        spec = manifest.input
-        if spec.width != spec.height:
-            raise ModelContractError(f"{where}: an aligned face crop is square, manifest input "
-                                     f"is {spec.width}x{spec.height}")
-        self.crop_size = spec.width
-        inputs = {i.name: i for i in engine.inputs()}
-        self.input = inputs[spec.name] if spec.name in inputs else engine.inputs()[0]
-        want = (3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
-            spec.height, spec.width, 3)
-        shape = self.input.shape
-        if len(shape) != 4 or any(g is not None and g != w for g, w in zip(shape[1:], want,
-                                                                           strict=True)):
-            raise ModelContractError(
-                f"{where}: model input {self.input.name!r} has shape {shape}, manifest says "
-                f"{spec.layout.value} {spec.width}x{spec.height}")
-        want_dtype = np.dtype(np.uint8 if spec.dtype == InputDType.UINT8 else np.float32)
-        if self.input.dtype != want_dtype:
-            raise ModelContractError(f"{where}: model input dtype {self.input.dtype}, manifest "
-                                     f"says {spec.dtype.value}")
-        outputs = {o.name: o for o in engine.outputs()}
-        name = manifest.outputs[0] if manifest.outputs else engine.outputs()[0].name
-        if name not in outputs:
-            raise ModelContractError(f"{where}: output {name!r} not in {sorted(outputs)}")
-        self.output = name
-        out_shape = outputs[name].shape
-        if len(out_shape) != 2:
-            raise ModelContractError(f"{where}: embedding output {name!r} has shape "
-                                     f"{out_shape}, expected [batch, dim]")
-        self.preprocessor = InputPreprocessor(spec)
-        self.max_batch = engine.max_batch
-        dim = out_shape[1]
-        if dim is None:  # dynamic in the file: one zero crop tells
-            dim = self(np.zeros((1, self.crop_size, self.crop_size, 3), np.uint8)).shape[1]
-        self.dim = int(dim)
-        self.sha256 = file_sha256(manifest.model_path) if manifest.model_path.is_file() else ""
-        self.model_id = f"{manifest.name}/{self.dim}d/{self.sha256[:16]}"
-
-    @property
-    def name(self) -> str:
-        return self.manifest.name
-
-    @property
-    def threshold(self) -> float:
-        return self.options.match_threshold
-
-    def __call__(self, crops: np.ndarray,
-                 timings: MutableMapping[str, float] | None = None) -> np.ndarray:
-        crops = np.asarray(crops)
-        timings = {} if timings is None else timings
-        if not len(crops):
-            return np.zeros((0, getattr(self, "dim", 0)), np.float32)
-        step = self.max_batch or len(crops)
-        parts = []
-        for start in range(0, len(crops), step):
-            chunk = crops[start:start + step]
-            with StageTimer(timings, "embed_pre"):
-                tensor, _ = self.preprocessor(list(chunk))
-            with StageTimer(timings, "embed"):
-                parts.append(self.engine.run({self.input.name: tensor})[self.output])
-        out = np.concatenate(parts).astype(np.float32, copy=False)
-        if self.options.normalize:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+__all__ = ["DEFAULT_EMBEDDER", "FAMILY", "Embedder", "file_sha256", "load_embedder"]
 
 
 def load_embedder(model: str | Path | Manifest = DEFAULT_EMBEDDER,
@@ -137,4 +30,9 @@ def load_embedder(model: str | Path | Manifest = DEFAULT_EMBEDDER,
         raise ModelContractError(
             f"model {manifest.name!r} is a {manifest.task.value}/{manifest.family} model, not a "
             f"face embedder", f"use a manifest with task: embed, family: {FAMILY}")
-    return Embedder(manifest, create_model_engine(manifest, engine))
+    embedder = Embedder(manifest, create_model_engine(manifest, engine),
+                        what="face", square=True)
+    if embedder.threshold is None:
+        raise ModelContractError(f"{manifest.path or manifest.name}: decode.match_threshold "
+                                 "is required for a face embedder")
+    return embedder

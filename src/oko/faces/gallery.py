@@ -11,23 +11,18 @@ person of each row beside it (:meth:`Gallery.load`).
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Self
 
 import numpy as np
 
-from oko.core.errors import OkoError
+from oko.vectors.store import ModelMismatchError, VectorFile, VectorFileError
 
 FORMAT = "oko-face-gallery"
 VERSION = "1"
 
 _SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created REAL NOT NULL);
 CREATE TABLE embeddings (
     id INTEGER PRIMARY KEY,
@@ -43,11 +38,11 @@ CREATE INDEX embeddings_image ON embeddings(image_sha256);
 """
 
 
-class GalleryError(OkoError):
+class GalleryError(VectorFileError):
     """A gallery file is missing, corrupt, or does not fit the request."""
 
 
-class GalleryModelMismatch(GalleryError):
+class GalleryModelMismatch(GalleryError, ModelMismatchError):
     """The gallery was built with another embedding model."""
 
 
@@ -78,111 +73,27 @@ class EnrollResult:
     duplicates: list[str]  # sources already enrolled for this person (skipped)
 
 
-class Gallery:
+class Gallery(VectorFile):
     """An open gallery file. Use :meth:`open` or :meth:`create`; close it (or ``with``)."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, meta: dict[str, str]) -> None:
-        self.path = path
-        self._conn = conn
-        self._meta = meta
+    FORMAT = FORMAT
+    VERSION = VERSION
+    SCHEMA = _SCHEMA
+    VECTOR_TABLE = "embeddings"
+    WHAT = "face gallery"
+    CREATE_HINT = "create one with `oko faces enroll NAME IMAGE...`"
+    error = GalleryError
+    mismatch = GalleryModelMismatch
 
-    # ------------------------------------------------------------------ opening
-    @classmethod
-    def open(cls, path: str | Path, readonly: bool = False) -> Gallery:
-        path = Path(path)
-        if not path.is_file():
-            raise GalleryError(f"{path}: no face gallery here",
-                               "create one with `oko faces enroll NAME IMAGE...`")
-        uri = f"file:{path.resolve()}?mode={'ro' if readonly else 'rw'}"
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            meta = (dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                    if "meta" in tables else {})
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{path}: not a readable oko face gallery ({exc})",
-                               "the file is corrupt or something else; restore a backup or "
-                               "enroll into a new file") from exc
-        if meta.get("format") != FORMAT:
-            conn.close()
-            raise GalleryError(f"{path}: an SQLite file, but not an oko face gallery")
-        if meta.get("version") != VERSION:
-            conn.close()
-            raise GalleryError(f"{path}: gallery format version {meta.get('version')!r}, this "
-                               f"oko reads version {VERSION}")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return cls(path, conn, meta)
-
-    @classmethod
-    def create(cls, path: str | Path, model_id: str, model_name: str, dim: int) -> Gallery:
-        path = Path(path)
-        if path.exists():
-            raise GalleryError(f"{path}: already exists")
-        if not path.parent.is_dir():
-            raise GalleryError(f"{path}: folder {path.parent} does not exist")
-        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        meta = {"format": FORMAT, "version": VERSION, "model_id": model_id,
-                "model_name": model_name, "dim": str(int(dim)), "created": f"{time.time():.3f}"}
-        with conn:
-            conn.executescript(_SCHEMA)
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-        conn.execute("PRAGMA foreign_keys = ON")
-        return cls(path, conn, meta)
-
-    @classmethod
-    def open_or_create(cls, path: str | Path, model_id: str, model_name: str, dim: int) -> Gallery:
-        """Open ``path`` (checking the model) or create it for this model."""
-        if Path(path).exists():
-            gallery = cls.open(path)
-            gallery.check_model(model_id, model_name, dim)
-            return gallery
-        return cls.create(path, model_id, model_name, dim)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # ------------------------------------------------------------------ facts
-    @property
-    def model_id(self) -> str:
-        return self._meta.get("model_id", "")
-
-    @property
-    def model_name(self) -> str:
-        return self._meta.get("model_name", "")
-
-    @property
-    def dim(self) -> int:
-        return int(self._meta.get("dim", 0))
+    def mismatch_hint(self) -> str:
+        return (f"use --embedder {self.model_name} (the same file), or enroll everyone "
+                "again into a new gallery with this model")
 
     @property
     def threshold(self) -> float | None:
         """A match threshold calibrated for this gallery (`oko faces eval --save`), if any."""
         value = self._meta.get("threshold")
         return float(value) if value is not None else None
-
-    def check_model(self, model_id: str, model_name: str, dim: int) -> None:
-        if model_id != self.model_id:
-            raise GalleryModelMismatch(
-                f"{self.path}: gallery was built with embedding model {self.model_name!r} "
-                f"({self.dim}-d, id {self.model_id}); this run uses {model_name!r} ({dim}-d, id "
-                f"{model_id})", f"use --embedder {self.model_name} (the same file), or enroll "
-                "everyone again into a new gallery with this model")
-
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """SQLite errors after opening (a file damaged in the middle) become GalleryErrors."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: cannot {what} ({exc})",
-                               "the file is corrupt; restore a backup") from exc
 
     # ------------------------------------------------------------------ changes
     def enroll(self, name: str, vectors: np.ndarray, qualities: Sequence[float],
@@ -255,44 +166,12 @@ class Gallery:
                 "ON e.person_id = p.id GROUP BY p.id ORDER BY p.name").fetchall()
         return [PersonInfo(n, int(c), float(t)) for n, c, t in rows]
 
-    def __len__(self) -> int:
-        with self._guard("count embeddings"):
-            return int(self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
-
-    def version_stamp(self) -> tuple[int, int]:
-        """(count, largest id) of the embeddings: changes whenever rows are added/removed."""
-        with self._guard("read"):
-            count, top = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM embeddings").fetchone()
-        return int(count), int(top)
-
     def load(self, batch: int = 16384) -> GalleryMatrix:
-        """Every embedding in one contiguous float32 matrix (filled in place, in batches)."""
-        d = self.dim
-        with self._guard("read embeddings"):
-            n = len(self)
+        """Every embedding in one contiguous float32 matrix, the person of each row beside it."""
+        matrix, emb_ids, rows = self.read_vectors("person_id", batch)
+        with self._guard("read people"):
             names_by_id = dict(self._conn.execute("SELECT id, name FROM people").fetchall())
-            matrix = np.empty((n, d), np.float32)
-            person_ids = np.empty(n, np.int64)
-            emb_ids = np.empty(n, np.int64)
-            cursor = self._conn.execute(
-                "SELECT id, person_id, vector FROM embeddings ORDER BY id")
-            filled = 0
-            while rows := cursor.fetchmany(batch):
-                blobs = b"".join(r[2] for r in rows)
-                if len(blobs) != len(rows) * d * 4:
-                    bad = next(r[0] for r in rows if len(r[2]) != d * 4)
-                    raise GalleryError(f"{self.path}: embedding {bad} is not {d} float32 values",
-                                       "the file is corrupt; restore a backup")
-                if filled + len(rows) > n:
-                    raise GalleryError(f"{self.path}: embeddings changed while reading")
-                matrix[filled:filled + len(rows)] = np.frombuffer(blobs, np.float32).reshape(-1, d)
-                person_ids[filled:filled + len(rows)] = [r[1] for r in rows]
-                emb_ids[filled:filled + len(rows)] = [r[0] for r in rows]
-                filled += len(rows)
-        matrix, person_ids, emb_ids = matrix[:filled], person_ids[:filled], emb_ids[:filled]
-        if not np.isfinite(matrix).all():
-            raise GalleryError(f"{self.path}: embeddings contain NaN or infinity (corrupt)")
+        person_ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         order = sorted(names_by_id)
         index_of = {pid: i for i, pid in enumerate(order)}
         missing = set(np.unique(person_ids).tolist()) - set(index_of)
@@ -300,5 +179,4 @@ class Gallery:
             raise GalleryError(f"{self.path}: embeddings of unknown people {sorted(missing)[:5]}")
         lookup = np.zeros(max(order, default=0) + 1, np.int32)
         lookup[order] = np.arange(len(order), dtype=np.int32)
-        return GalleryMatrix(np.ascontiguousarray(matrix), lookup[person_ids],
-                             [names_by_id[i] for i in order], emb_ids)
+        return GalleryMatrix(matrix, lookup[person_ids], [names_by_id[i] for i in order], emb_ids)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from oko.engines import EngineConfig, create_engine, parse_engine_config
 from oko.engines.base import Engine
-from oko.models.manifest import Layout, Manifest
+from oko.models.manifest import ColorOrder, Layout, Manifest
 from oko.models.zoo import resolve_model
 
 
@@ -22,6 +22,7 @@ def resolve_with_engine(model: str | Path | Manifest,
 def create_model_engine(manifest: Manifest, engine: EngineConfig) -> Engine:
     """The model file on ``engine``, warmed up with a batch of one at the manifest's size."""
     spec = manifest.input
-    shape = (1, 3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
-        1, spec.height, spec.width, 3)
+    c = 1 if spec.color == ColorOrder.GRAY else 3
+    shape = (1, c, spec.height, spec.width) if spec.layout == Layout.NCHW else (
+        1, spec.height, spec.width, c)
     return create_engine(manifest.model_path, engine, {spec.name or "*": shape})
