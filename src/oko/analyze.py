@@ -18,11 +18,13 @@ class AnalyzeSummary:
     corrupt_frames: int = 0
     missing_frames: int = 0
     per_label: Counter = field(default_factory=Counter)
+    events: Counter = field(default_factory=Counter)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def add(self, result: FrameResult, labels: list[str]) -> None:
         self.frames += 1
         self.per_label.update(result.detections.labels(labels))
+        self.events.update(e.type for e in result.events)
         for stage, ms in result.frame.timings.items():
             self.timings_ms[stage] = self.timings_ms.get(stage, 0.0) + ms
 
@@ -37,6 +39,7 @@ class AnalyzeSummary:
             "corrupt_frames": self.corrupt_frames,
             "missing_frames": self.missing_frames,
             "detections_per_label": dict(self.per_label.most_common()),
+            **({"events": dict(self.events.most_common())} if self.events else {}),
             "ms_per_frame": {k: round(v / n, 3) for k, v in self.timings_ms.items()},
         }
 
@@ -53,6 +56,8 @@ def write_json(out: IO[str], source: Source, module_name: str, model_name: str,
     for result in results:
         record = {"index": result.frame.index, "timestamp": round(result.frame.timestamp, 4),
                   "detections": detection_records(result.detections, labels)}
+        if result.events:
+            record["events"] = [e.to_dict() for e in result.events]
         out.write(("\n  " if summary.frames == 0 else ",\n  ")
                   + json.dumps(record, ensure_ascii=False))
         summary.add(result, labels)

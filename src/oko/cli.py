@@ -54,11 +54,15 @@ def analyze(
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o",
         help="Module option KEY=VALUE (YAML value), e.g. gallery=faces.db; repeatable.")] = None,
+    track: Annotated[bool | None, typer.Option(
+        "--track/--no-track", help="Track objects (OC-SORT) and add the module's per-track "
+        "events; default: on for modules that need tracks (reid).")] = None,
 ) -> None:
     """Run a module over a video or images and print what it finds."""
     from oko.analyze import AnalyzeSummary, write_json
     from oko.modules import create_module
     from oko.video import open_source, run_module
+    from oko.video.runner import track_results
 
     options: dict = _parse_options(option)
     if engine is not None:
@@ -71,6 +75,8 @@ def analyze(
         mod = create_module(module, options)
         model_name = mod.model_name
         results = run_module(source, mod, max_frames=max_frames, batch_size=batch)
+        if track if track is not None else mod.wants_tracks:
+            results = track_results(results, mod)
         labels = list(mod.labels)
         if as_json:
             write_json(sys.stdout, source, module, model_name, results, labels)
@@ -104,6 +110,8 @@ def _print_summary(title: str, summary: dict) -> None:
         table.add_row("frames missing (truncated)", str(summary["missing_frames"]))
     for label, count in summary["detections_per_label"].items():
         table.add_row(f"  {label}", str(count))
+    for kind, count in summary.get("events", {}).items():
+        table.add_row(f"{kind} events", str(count))
     for stage, ms in summary["ms_per_frame"].items():
         table.add_row(f"{stage} ms/frame", f"{ms:.2f}")
     Console().print(table)

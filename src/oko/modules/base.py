@@ -40,6 +40,11 @@ class TrackReporter(ABC):
         """Events still pending when the channel ends (tracks that never closed)."""
         return []
 
+    def annotate(self, dets: Detections) -> Detections:
+        """This frame's detections with what the reporter knows per track added (e.g.
+        a global person id); called after ``update``. Default: unchanged."""
+        return dets
+
 
 class Module(ABC):
     """Processes a batch of frames (possibly from several channels) into Detections."""
@@ -47,6 +52,9 @@ class Module(ABC):
     name: ClassVar[str]
     options_class: ClassVar[type[ModuleOptions]] = ModuleOptions
     registry: ClassVar[dict[str, type[Module]]] = {}
+    # Whether `oko analyze` tracks objects and runs the reporter by default (modules whose
+    # per-frame output depends on tracks, such as global person ids).
+    wants_tracks: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -239,6 +239,7 @@ class Channel:
         reporter = self.reporter  # cleared by _finish_reporter when the channel ends
         if reporter is not None:
             events.extend(reporter.update(frame, dets))
+            dets = reporter.annotate(dets)
         self.stats.count_objects(dets)
         if self.config.detection_events and len(dets):
             events.append(Event("detections", self.id, frame.timestamp, frame.index,
