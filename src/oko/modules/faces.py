@@ -30,7 +30,8 @@ from oko.core.detections import Detections
 from oko.core.events import Event
 from oko.core.frame import Frame
 from oko.core.timing import StageTimer
-from oko.faces.attributes import FaceAttributes, box_crops
+from oko.core.errors import ModelNotFoundError
+from oko.faces.attributes import DEFAULT_ATTRIBUTE_MODELS, FaceAttributes, box_crops
 from oko.faces.detect import DEFAULT_FACE_DETECTOR, load_face_detector
 from oko.faces.embed import DEFAULT_EMBEDDER, load_embedder
 from oko.faces.gallery import Gallery
@@ -55,10 +56,15 @@ class FacesOptions(ModuleOptions):
         "auto", description="Gallery search: exact, a faiss index, or auto by gallery size.")
     min_quality: float = Field(
         0.25, ge=0, le=1, description="Faces below this quality are not embedded.")
-    attributes: str | None = Field(None, description="Multi-head attribute model, if any.")
+    attributes: list[str] | str | None = Field(
+        default_factory=lambda: list(DEFAULT_ATTRIBUTE_MODELS),
+        description="Multi-head attribute model(s), merged; default gender + age (a default "
+        "model that is not installed is skipped with a warning); [] or null: none.")
     attribute_crop: Literal["box", "aligned"] = Field(
         "box", description="What the attribute model sees: a box crop or the aligned crop.")
-    attribute_margin: float = Field(0.3, ge=0, le=2, description="Box crop margin (fraction).")
+    attribute_margin: float = Field(
+        0.2, ge=0, le=2, description="Box crop margin (fraction): 0.2 = the face box enlarged "
+        "1.2x and made square, the crop the default models were measured with.")
     decide_after: int = Field(5, ge=1, description="Good frames after which a track is decided.")
     best_frames: int = Field(5, ge=1, description="Best frames averaged into a decision.")
     lost_after_s: float = Field(
@@ -70,6 +76,27 @@ class FacesOptions(ModuleOptions):
         "changed gallery is re-read on the inference thread (about 3 s per million rows).")
 
 
+def load_face_attributes(options: FacesOptions) -> FaceAttributes | None:
+    """The configured attribute models; a default one that is not installed is skipped."""
+    from oko.models.multihead import load_multihead
+
+    names = options.attributes
+    names = [] if names is None else [names] if isinstance(names, str) else names
+    classifiers = []
+    for name in names:
+        try:
+            classifiers.append(load_multihead(name, options.engine))
+        except ModelNotFoundError:
+            if name not in DEFAULT_ATTRIBUTE_MODELS:
+                raise
+            log.warning("face attribute model %r is not installed, its attributes are left "
+                        "out (install it: python3.11 tools/convert_human_models.py "
+                        "--install-time)", name)
+    if not classifiers:
+        return None
+    return FaceAttributes(classifiers, options.attribute_crop, options.attribute_margin)
+
+
 class FacesModule(Module):
     name = "faces"
     options_class = FacesOptions
@@ -79,12 +106,7 @@ class FacesModule(Module):
         self.detector = load_face_detector(options.model, options.engine, options.conf_threshold)
         self.embedder = load_embedder(options.embedder, options.engine)
         self.pipeline = FacePipeline(self.detector, self.embedder, options.min_quality)
-        self.attributes: FaceAttributes | None = None
-        if options.attributes is not None:
-            from oko.models.multihead import load_multihead
-
-            self.attributes = FaceAttributes(load_multihead(options.attributes, options.engine),
-                                             options.attribute_crop, options.attribute_margin)
+        self.attributes = load_face_attributes(options)
         self._matcher: GalleryMatcher | None = None
         self._stamp: tuple[int, int] | None = None
         self._checked = time.monotonic()
@@ -136,7 +158,8 @@ class FacesModule(Module):
 
     @property
     def model_name(self) -> str:
-        return f"{self.detector.manifest.name}+{self.embedder.name}"
+        base = f"{self.detector.manifest.name}+{self.embedder.name}"
+        return base if self.attributes is None else f"{base}+{self.attributes.name}"
 
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         self._maybe_reload()

@@ -30,7 +30,8 @@ _N_ACHROMATIC = 3
 def clothing_colours(crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None
                      = None, chromatic_share: float = 0.3, min_pixels: int = 24
                      ) -> list[dict[str, str | None]]:
-    """``{"upper_colour": name|None, "lower_colour": name|None}`` per BGR person crop."""
+    """``{"upper_colour": name|None, "lower_colour": name|None}`` per BGR person crop;
+    None for a region with fewer than ``min_pixels`` (silhouette) pixels of the crop."""
     n = len(crops)
     k = len(CLOTHING_COLOURS)
     out: list[dict[str, str | None]] = [{} for _ in range(n)]
@@ -49,9 +50,12 @@ def clothing_colours(crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | N
             if part.size == 0:
                 continue
             samples[i] = cv2.resize(part, (SAMPLE_W, SAMPLE_H), interpolation=cv2.INTER_AREA)
-            weights[i] = 1.0 if mask is None else cv2.resize(
+            # Each sample cell stands for part.size / cells crop pixels, so that the
+            # totals (and ``min_pixels``) count the crop's pixels, not the sample grid's.
+            weights[i] = (1.0 if mask is None else cv2.resize(
                 mask[y1:y2, x1:x2].astype(np.uint8), (SAMPLE_W, SAMPLE_H),
-                interpolation=cv2.INTER_NEAREST)
+                interpolation=cv2.INTER_NEAREST)) * (part.shape[0] * part.shape[1]
+                                                    / (SAMPLE_H * SAMPLE_W))
         hsv = cv2.cvtColor(samples.reshape(n * SAMPLE_H, SAMPLE_W, 3), cv2.COLOR_BGR2HSV)
         names = _FOLD[name_pixels(hsv).astype(np.int64)].reshape(n, -1)
         w = weights.reshape(n, -1)
