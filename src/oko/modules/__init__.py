@@ -1,6 +1,7 @@
 """Product modules by name."""
 
-from oko.modules import detect as _detect  # noqa: F401  (registers the module)
+from oko.modules import attributes as _attributes  # noqa: F401  (registers the module)
+from oko.modules import detect as _detect  # noqa: F401
 from oko.modules import faces as _faces  # noqa: F401
 from oko.modules import plates as _plates  # noqa: F401
 from oko.modules import reid as _reid  # noqa: F401

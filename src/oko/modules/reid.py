@@ -236,7 +236,7 @@ class ReidReporter(TrackReporter):
             if frame_masks is not None:
                 mask = masks_from_detections(frame_masks[i:i + 1], dets.xyxy[i:i + 1])[0]
             t.views.offer(View(score, crop.copy(), mask, frame.timestamp, frame.index,
-                               dets.xyxy[i].round(1).tolist()))
+                               [round(float(v), 1) for v in dets.xyxy[i]]))
 
     def _decide(self, tid: int, t: _Track) -> list[Event]:
         t.decided = True

@@ -11,22 +11,19 @@ sends one ``vehicle`` event per track with the attributes voted over its frames.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from pydantic import Field
 
 from oko.core.detections import Detections
 from oko.core.errors import ConfigError
-from oko.core.events import Event
 from oko.core.frame import Frame
 from oko.core.timing import StageTimer
 from oko.models import DEFAULT_DETECTOR, load_detector
 from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.voting import VotingReporter
 from oko.vehicles.colour import ColourEstimator
 
 if TYPE_CHECKING:
@@ -149,78 +146,7 @@ class VehiclesModule(Module):
         return VehicleReporter(channel_id, self.options, list(self.labels))
 
 
-@dataclass
-class _Track:
-    first_seen: float
-    last_seen: float = 0.0
-    frames: int = 0
-    tallies: dict[str, dict[Any, float]] = field(default_factory=lambda: defaultdict(
-        lambda: defaultdict(float)))
-    best_area: float = 0.0
-    best: dict[str, Any] = field(default_factory=dict)
-    snapshot: bytes | None = None
+class VehicleReporter(VotingReporter):
+    """One ``vehicle`` event per track (see :class:`VotingReporter`)."""
 
-
-class VehicleReporter(TrackReporter):
-    """One ``vehicle`` event per track when it ends: class, colour and every classifier head
-    voted over the track's frames (weighted by confidence), and the largest view."""
-
-    def __init__(self, channel_id: str, options: VehiclesOptions, labels: list[str]) -> None:
-        self.channel_id = channel_id
-        self.options = options
-        self.labels = labels
-        self._tracks: dict[int, _Track] = {}
-
-    def update(self, frame: Frame, dets: Detections) -> list[Event]:
-        if dets.track_id is not None and len(dets):
-            votable = [k for k, v in dets.data.items()
-                       if v.dtype == object and f"{k}_confidence" in dets.data]
-            for i in np.flatnonzero(dets.track_id >= 0):
-                tid = int(dets.track_id[i])
-                t = self._tracks.setdefault(tid, _Track(first_seen=frame.timestamp))
-                t.last_seen = frame.timestamp
-                t.frames += 1
-                t.tallies["label"][self.labels[int(dets.class_id[i])]] += float(dets.confidence[i])
-                for key in votable:
-                    value = dets.data[key][i]
-                    if value is not None:
-                        t.tallies[key][value] += float(dets.data[f"{key}_confidence"][i])
-                area = float(np.prod(dets.xyxy[i, 2:] - dets.xyxy[i, :2]))
-                if area > 1.2 * t.best_area:
-                    t.best_area = area
-                    t.best = {"bbox": dets.xyxy[i].round(1).tolist(),
-                              "timestamp": frame.timestamp, "frame_index": frame.index}
-                    if self.options.snapshots:
-                        t.snapshot = _jpeg(frame.image, dets.xyxy[i])
-        return self._close(frame.timestamp)
-
-    def finish(self) -> list[Event]:
-        return self._close(None)
-
-    def _close(self, now: float | None) -> list[Event]:
-        events = []
-        for tid in [tid for tid, t in self._tracks.items()
-                    if now is None or now - t.last_seen > self.options.track_timeout_s]:
-            t = self._tracks.pop(tid)
-            if t.frames < self.options.min_frames:
-                continue
-            data: dict[str, Any] = {"track_id": tid, "frames": t.frames,
-                                    "first_seen": round(t.first_seen, 3),
-                                    "last_seen": round(t.last_seen, 3), "bbox": t.best.get("bbox")}
-            for key, tally in t.tallies.items():
-                value, weight = max(tally.items(), key=lambda kv: kv[1])
-                data[key] = value
-                if key != "label":
-                    data[f"{key}_confidence"] = round(weight / t.frames, 4)
-            events.append(Event("vehicle", self.channel_id, t.best.get("timestamp", t.last_seen),
-                                t.best.get("frame_index", -1), data, snapshot=t.snapshot))
-        return events
-
-
-def _jpeg(image: np.ndarray, box: np.ndarray) -> bytes | None:
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = np.clip(np.round(box), 0, [w, h, w, h]).astype(int)
-    if x2 <= x1 or y2 <= y1:
-        return None
-    ok, jpeg = cv2.imencode(".jpg", image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return jpeg.tobytes() if ok else None
+    event_type = "vehicle"

@@ -33,6 +33,8 @@ def clothing_colours(crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | N
     """``{"upper_colour": name|None, "lower_colour": name|None}`` per BGR person crop;
     None for a region with fewer than ``min_pixels`` (silhouette) pixels of the crop."""
     n = len(crops)
+    if n == 0:
+        return []
     k = len(CLOTHING_COLOURS)
     out: list[dict[str, str | None]] = [{} for _ in range(n)]
     for region, (top, bottom) in REGIONS.items():
