@@ -41,9 +41,10 @@ from oko.reid.silhouette import (DEFAULT_MASK_MODEL, PersonMasker, load_masker,
 
 log = logging.getLogger(__name__)
 
-# Cosine similarity from which two stripe descriptors are taken for one person. Chosen on
-# the within-camera similarity of views of one track vs different tracks of the bundled
-# sample (see benchmarks/bench_reid.py); re-measure for your site.
+# Cosine similarity from which two stripe descriptors are taken for one person, chosen
+# without identity labels on the bundled sample by benchmarks/calibrate_reid_threshold.py
+# (early vs late views of one track: 61 % accepted; of two tracks: 8.8 %). Re-measure
+# for your cameras with that script; ONNX models take decode.match_threshold.
 STRIPES_THRESHOLD = 0.80
 ONNX_FALLBACK_THRESHOLD = 0.5
 

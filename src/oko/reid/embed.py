@@ -74,6 +74,7 @@ class OnnxPersonEmbedder:
         self.name = embedder.name
         self.model_id = embedder.model_id
         self.dim = embedder.dim
+        self.default_threshold = embedder.threshold  # decode.match_threshold, if stated
         spec = embedder.manifest.input
         mean = np.asarray(spec.mean, np.float64)
         # The colour whose normalised value is 0: the model's "no information" pixel.
