@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from oko.core.errors import ConfigError, SourceError
+from oko.core.errors import ConfigError, ModelNotFoundError, SourceError
 from oko.reid.market import parse_name, read_market
 from oko.reid.metrics import cosine_distance, evaluate_ranking
 
@@ -213,8 +213,8 @@ def test_cli_eval_errors(tmp_path: Path) -> None:
 
     root = _dataset(tmp_path)
     result = CliRunner().invoke(app, ["eval", str(root), "--model", "osnet.onnx"])
-    assert isinstance(result.exception, ConfigError)
-    assert "not supported yet" in str(result.exception)
+    assert isinstance(result.exception, ModelNotFoundError)  # checked before any image
+    assert "osnet.onnx" in str(result.exception)
     (root / "query" / "0003_c1s1_000001_00.jpg").write_bytes(b"broken")
     result = CliRunner().invoke(app, ["eval", str(root)])
     assert isinstance(result.exception, SourceError)
