@@ -82,14 +82,14 @@ def reference_tracks(src: Path, max_frames: int | None = None, model: str | None
 
 
 def run_channels(left: Path, right: Path, module_options: dict[str, Any], events_path: Path,
-                 timeout_s: float = 1800) -> list[dict[str, Any]]:
+                 timeout_s: float = 1800, max_frames: int | None = None) -> list[dict[str, Any]]:
     """Both halves as two channels of one runtime (one reid worker); the events they sent."""
     from oko.config import parse_config
     from oko.video.runtime import Runtime
 
     cfg = parse_config({
         "api": {"enabled": False}, "sinks": [{"kind": "jsonl", "path": str(events_path)}],
-        "channels": [{"id": cid, "source": str(path),
+        "channels": [{"id": cid, "source": str(path), "max_frames": max_frames,
                       "module": {"name": "reid", "options": module_options}}
                      for cid, path in ((LEFT, left), (RIGHT, right))],
     }, "split-eval")
