@@ -22,7 +22,7 @@ from oko.core.errors import ConfigError
 from oko.core.frame import Frame
 from oko.core.timing import StageTimer
 from oko.models import DEFAULT_DETECTOR, load_detector
-from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
 from oko.modules.voting import VotingReporter
 from oko.reid.colours import clothing_colours
 from oko.reid.crops import crop_box
@@ -115,10 +115,7 @@ class AttributesModule(Module):
                         answer["label"]
                     columns[i].setdefault(f"{head}_confidence", np.zeros(
                         len(found[i]), np.float32))[j] = answer["score"]
-        share = 1.0 / max(len(frames), 1)
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         return [d.with_data(**cols) for d, cols in zip(found, columns, strict=True)]
 
     def reporter(self, channel_id: str) -> TrackReporter:

@@ -46,6 +46,14 @@ class TrackReporter(ABC):
         return dets
 
 
+def spread_timings(frames: Sequence[Frame], timings: dict[str, float]) -> None:
+    """Add a batch's per-stage ms to its frames, split evenly across them."""
+    share = 1.0 / max(len(frames), 1)
+    for frame in frames:
+        for stage, ms in timings.items():
+            frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+
+
 class Module(ABC):
     """Processes a batch of frames (possibly from several channels) into Detections."""
 

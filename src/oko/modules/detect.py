@@ -12,7 +12,7 @@ from oko.core.detections import Detections
 from oko.core.errors import ConfigError
 from oko.core.frame import Frame
 from oko.models import DEFAULT_DETECTOR, Detector, load_detector
-from oko.modules.base import Module, ModuleOptions
+from oko.modules.base import Module, ModuleOptions, spread_timings
 
 
 class DetectOptions(ModuleOptions):
@@ -56,10 +56,7 @@ class DetectModule(Module):
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         timings: dict[str, float] = {}
         results = self.detector([f.image for f in frames], timings)
-        share = 1.0 / max(len(frames), 1)  # batch cost split evenly across its frames
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         if self._keep_ids is not None:
             results = [d[np.isin(d.class_id, self._keep_ids)] for d in results]
         return results

@@ -37,7 +37,7 @@ from oko.faces.embed import DEFAULT_EMBEDDER, load_embedder
 from oko.faces.gallery import Gallery
 from oko.faces.matcher import GalleryMatcher
 from oko.faces.pipeline import FacePipeline, FaceResult
-from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +181,7 @@ class FacesModule(Module):
                 data["attributes"] = column
             out.append(Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id,
                                   embedding=res.embeddings, data=data))
-        share = 1.0 / max(len(frames), 1)  # batch cost split evenly across its frames
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         return out
 
     def _identify(self, results: list[FaceResult], timings: dict[str, float]

@@ -27,7 +27,7 @@ from oko.models import load_detector
 from oko.models.manifest import Task
 from oko.models.recognizer import load_recognizer
 from oko.models.zoo import resolve_model
-from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
 from oko.plates.chars import CharDetectorReader
 from oko.plates.classify import TemplateClassifier
 from oko.plates.corners import edge_lengths, expand
@@ -148,10 +148,7 @@ class PlatesModule(Module):
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         timings: dict[str, float] = {}
         results = self.pipeline([f.image for f in frames], timings)
-        share = 1.0 / max(len(frames), 1)  # batch cost split evenly across its frames
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         return results
 
     def reporter(self, channel_id: str) -> TrackReporter:

@@ -31,7 +31,7 @@ from oko.core.errors import ConfigError
 from oko.core.events import Event
 from oko.core.frame import Frame
 from oko.models import DEFAULT_DETECTOR, load_detector
-from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
 from oko.reid.colours import clothing_colours
 from oko.reid.crops import BestViews, View, box_quality, crop_box, sharpness
 from oko.reid.embed import STRIPES, PersonEmbedder, load_person_embedder
@@ -134,10 +134,7 @@ class ReidModule(Module):
     def process(self, frames: Sequence[Frame]) -> list[Detections]:
         timings: dict[str, float] = {}
         found = self.detector([f.image for f in frames], timings)
-        share = 1.0 / max(len(frames), 1)
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         return [d[d.class_id == self._person] for d in found]
 
     def reporter(self, channel_id: str) -> TrackReporter:

@@ -22,7 +22,7 @@ from oko.core.errors import ConfigError
 from oko.core.frame import Frame
 from oko.core.timing import StageTimer
 from oko.models import DEFAULT_DETECTOR, load_detector
-from oko.modules.base import Module, ModuleOptions, TrackReporter
+from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
 from oko.modules.voting import VotingReporter
 from oko.vehicles.colour import ColourEstimator
 
@@ -99,10 +99,7 @@ class VehiclesModule(Module):
                     cols["colour_confidence"] = np.where(big, est.confidence, 0.0).astype(np.float32)
         if self.classifier is not None:
             self._classify(images, found, columns, timings)
-        share = 1.0 / max(len(frames), 1)
-        for frame in frames:
-            for stage, ms in timings.items():
-                frame.timings[stage] = frame.timings.get(stage, 0.0) + ms * share
+        spread_timings(frames, timings)
         return [d.with_data(**cols) for d, cols in zip(found, columns, strict=True)]
 
     def _big(self, dets: Detections) -> np.ndarray:
