@@ -23,10 +23,12 @@ def _add_command_groups() -> None:
     # Each group's file keeps its heavy imports inside its commands: `oko --help` stays fast.
     from oko.faces.cli import app as faces_app
     from oko.reid.cli import app as reid_app
+    from oko.road.cli import app as road_app
     from oko.server.cli import app as server_app
 
     app.add_typer(faces_app, name="faces")
     app.add_typer(reid_app, name="reid")
+    app.add_typer(road_app, name="road")
     app.add_typer(server_app, name="server")
 
 
