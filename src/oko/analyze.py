@@ -56,6 +56,8 @@ def write_json(out: IO[str], source: Source, module_name: str, model_name: str,
     for result in results:
         record = {"index": result.frame.index, "timestamp": round(result.frame.timestamp, 4),
                   "detections": detection_records(result.detections, labels)}
+        if result.frame.scene:
+            record["scene"] = result.frame.scene
         if result.events:
             record["events"] = [e.to_dict() for e in result.events]
         out.write(("\n  " if summary.frames == 0 else ",\n  ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ class Frame:
     timestamp: float
     timings: dict[str, float] = field(default_factory=dict)
     received: float = field(default_factory=time.monotonic)  # when decoded (latency)
+    # Frame-level results of a module (road lighting, snow cover, ...), JSON-ready.
+    scene: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         img = self.image
