@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -87,3 +88,59 @@ def test_region_outside_the_frame_is_a_user_error():
 def test_bad_options_are_user_errors(bad):
     assert_user_error(run_oko("analyze", str(SAMPLE_VIDEO), "--module", "road",
                               "--option", bad), bad.split("=")[0])
+
+
+SEG = Path(__file__).parent / "data" / "road" / "seg-logits"   # red road, green marking,
+                                                                # blue crack (known answer)
+
+
+def _painted(marking_rows: int) -> np.ndarray:
+    img = np.zeros((256, 256, 3), np.uint8)
+    img[:] = (0, 0, 200)                      # BGR red: road
+    img[:marking_rows, 124:132] = (0, 200, 0)  # green: lane marking, from the top
+    img[160:208, 40:88] = (200, 0, 0)         # blue: a 48x48 crack patch
+    return img
+
+
+def test_segmentation_coverage_defects_and_marking_events():
+    module = create_module("road", {
+        "segmentation": str(SEG), "analytics": [], "hold_s": 1.0,
+        "defects": {"confirm_frames": 3},
+        "markings": [{"name": "centre", "points": [[128, 0], [128, 255]]}],
+        "calibration": {"image": [[0, 255], [255, 255], [255, 0], [0, 0]],
+                        "ground": [[0, 0], [8, 0], [8, 8], [0, 8]]}})
+    reporter = module.reporter("cam")
+    events, t = [], 0.0
+    for rows, seconds in ((256, 2.0), (128, 3.0)):   # then half the marking wears away
+        frames = _frames(_painted(rows), int(seconds * 10), t)
+        for frame, dets in zip(frames, module.process(frames), strict=True):
+            events += reporter.update(frame, dets)
+        t += seconds
+    seg = frames[-1].scene["segmentation"]
+    assert seg["coverage"]["crack"] == pytest.approx(48 * 48 / 256 ** 2, abs=0.002)
+    assert seg["coverage"]["lane_marking"] == pytest.approx(8 * 128 / 256 ** 2, abs=0.002)
+    assert seg["markings"]["centre"] == pytest.approx(0.5, abs=0.03)
+    assert frames[-1].overlay is not None and frames[-1].overlay.shape == (256, 256, 3)
+    defects = [e for e in events if e.type == "road_defect"]
+    assert len(defects) == 1                          # one crack, one event
+    d = defects[0].data
+    assert d["class"] == "crack" and d["area_px"] == pytest.approx(48 * 48, rel=0.05)
+    assert d["area_m2"] == pytest.approx(48 * 48 * (8 / 255) ** 2, rel=0.1)
+    marks = [e.data for e in events if e.type == "marking_visibility"]
+    assert [(m["previous"], m["state"]) for m in marks] == [("visible", "worn")]
+
+
+def test_segmentation_model_with_the_wrong_class_count_is_a_user_error(tmp_path):
+    import shutil
+
+    import yaml
+
+    bad = tmp_path / "bad-seg"
+    shutil.copytree(SEG, bad)
+    manifest = yaml.safe_load((bad / "manifest.yaml").read_text())
+    manifest["labels"] = ["road", "lane_marking", "crack", "pothole"]
+    manifest["decode"].pop("colors")
+    (bad / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    proc = run_oko("analyze", str(SAMPLE_VIDEO), "--module", "road", "--max-frames", "1",
+                   "--option", f"segmentation={bad}")
+    assert_user_error(proc, "4 labels", "3 channels")

@@ -27,6 +27,8 @@ class Frame:
     received: float = field(default_factory=time.monotonic)  # when decoded (latency)
     # Frame-level results of a module (road lighting, snow cover, ...), JSON-ready.
     scene: dict[str, Any] = field(default_factory=dict)
+    # A BGR image the size of ``image`` blended into annotated output (a class map).
+    overlay: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         img = self.image

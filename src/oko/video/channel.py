@@ -288,7 +288,10 @@ class Channel:
 
     # ------------------------------------------------------------------ output
     def annotate(self, frame: Frame, dets: Detections) -> np.ndarray:
-        image = self._annotator.annotate(frame.image, dets)
+        base = frame.image
+        if frame.overlay is not None and frame.overlay.shape == base.shape:
+            base = cv2.addWeighted(base, 0.6, frame.overlay, 0.4, 0.0)
+        image = self._annotator.annotate(base, dets)
         if self.analytics is not None:
             image = draw_zones_and_lines(image, self.analytics)
         return image
