@@ -144,3 +144,32 @@ def test_segmentation_model_with_the_wrong_class_count_is_a_user_error(tmp_path)
     proc = run_oko("analyze", str(SAMPLE_VIDEO), "--module", "road", "--max-frames", "1",
                    "--option", f"segmentation={bad}")
     assert_user_error(proc, "4 labels", "3 channels")
+
+
+def test_whole_frame_classifier_answers_per_frame(tmp_path):
+    """A constructed 'glare / fog / clear' classifier: logits = mean R, G, B of the frame."""
+    import onnx
+    import yaml
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["logits"], axis=1)],
+        "mean_rgb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "model.onnx")
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump({
+        "name": "scene-test", "task": "classify", "family": "multihead", "file": "model.onnx",
+        "input": {"width": 8, "height": 8, "color": "RGB", "mean": [0, 0, 0],
+                  "std": [25.5, 25.5, 25.5], "resize": "stretch"},
+        "labels": [], "decode": {"heads": [{"name": "condition", "kind": "softmax",
+                                            "classes": ["glare", "fog", "clear"]}]}}))
+    module = create_module("road", {"classifier": str(tmp_path), "analytics": []})
+    red, blue = _painted(0), np.full((64, 64, 3), (200, 0, 0), np.uint8)
+    frames = [Frame(red, "c", 0, 0.0), Frame(blue, "c", 1, 0.1)]
+    module.process(frames)
+    assert frames[0].scene["classifier"]["condition"]["label"] == "glare"
+    assert frames[1].scene["classifier"]["condition"]["label"] == "clear"
+    assert frames[1].scene["classifier"]["condition"]["score"] > 0.99

@@ -15,7 +15,8 @@ into annotated video. The reporter turns polygons into ``road_defect`` events (o
 defect, :mod:`oko.road.defects`; square metres with a ``calibration``) and sends
 ``marking_visibility`` when a line's state (visible >= ``marking_ok``, worn, missing <
 ``marking_missing``) changes. A ``detector`` (e.g. a YOLOv8 sign detector whose manifest
-lists GOST 52290 codes, or a YOLOv8-seg snowdrift model) gives per-frame objects.
+lists GOST 52290 codes, or a YOLOv8-seg snowdrift model) gives per-frame objects, and a
+``classifier`` (multi-head, e.g. a ResNeXt "glare / other" model) answers per frame.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class RoadOptions(ModuleOptions):
     snow_off: float = Field(0.15, ge=0, le=1, description="Snow cover below which it is not.")
     segmentation: str | None = Field(None, description="Semantic segmentation model.")
     detector: str | None = Field(None, description="Object detector (signs, snowdrifts).")
+    classifier: str | None = Field(None, description="Whole-frame multi-head classifier "
+                                   "(e.g. glare / fog / other).")
     engine: str | dict[str, Any] | None = Field(None, description="Engine for the models.")
     defects: DefectConfig = Field(default_factory=DefectConfig)
     calibration: GroundCalibration | None = Field(
@@ -113,6 +116,11 @@ class RoadModule(Module):
             from oko.models import load_detector
 
             self.detector = load_detector(options.detector, options.engine)
+        self.classifier = None
+        if options.classifier:
+            from oko.models.multihead import load_multihead
+
+            self.classifier = load_multihead(options.classifier, options.engine)
         self.ground = (GroundPlane(options.calibration) if options.calibration is not None
                        else None)
 
@@ -122,7 +130,8 @@ class RoadModule(Module):
 
     @property
     def model_name(self) -> str:
-        parts = [m.name for m in (self.segmenter, self.detector) if m is not None]
+        parts = [m.name for m in (self.segmenter, self.detector, self.classifier)
+                 if m is not None]
         return "+".join(["road", *parts])
 
     def _state(self, frame: Frame) -> _ChannelState:
@@ -163,6 +172,10 @@ class RoadModule(Module):
             frame.scene.update(figures)
         if self.segmenter is not None:
             self._segment(frames, timings)
+        if self.classifier is not None:
+            records = self.classifier([f.image for f in frames], timings).records()
+            for frame, record in zip(frames, records, strict=True):
+                frame.scene["classifier"] = record
         found = ([Detections.empty() for _ in frames] if self.detector is None
                  else self.detector([f.image for f in frames], timings))
         spread_timings(frames, timings)
