@@ -173,3 +173,17 @@ def test_whole_frame_classifier_answers_per_frame(tmp_path):
     assert frames[0].scene["classifier"]["condition"]["label"] == "glare"
     assert frames[1].scene["classifier"]["condition"]["label"] == "clear"
     assert frames[1].scene["classifier"]["condition"]["score"] > 0.99
+
+
+def test_class_map_overlay_is_blended_into_annotated_frames():
+    from oko.video.annotate import blend_overlay
+
+    module = create_module("road", {"segmentation": str(SEG), "analytics": []})
+    frame = Frame(_painted(256), "c", 0, 0.0)
+    module.process([frame])
+    out = blend_overlay(frame.image, frame.overlay)
+    crack = frame.overlay[180, 60]            # the manifest's crack colour, BGR
+    assert tuple(crack) == (0, 0, 255)
+    expected = np.round(0.6 * frame.image[180, 60] + 0.4 * crack)
+    assert np.abs(out[180, 60].astype(int) - expected).max() <= 1
+    assert blend_overlay(frame.image, None) is frame.image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,18 +31,7 @@ class Detector:
     def __call__(self, images: Sequence[np.ndarray],
                  timings: MutableMapping[str, float] | None = None) -> list[Detections]:
         """Detect objects in BGR uint8 images; per-stage ms are added to ``timings``."""
-        timings = {} if timings is None else timings
-        step = self.max_batch or len(images) or 1
-        results: list[Detections] = []
-        for start in range(0, len(images), step):
-            chunk = images[start:start + step]
-            with StageTimer(timings, "pre"):
-                inputs, geoms = self.adapter.preprocess(chunk)
-            with StageTimer(timings, "infer"):
-                outputs = self.engine.run(inputs)
-            with StageTimer(timings, "post"):
-                results.extend(self.adapter.postprocess(outputs, geoms))
-        return results
+        return run_in_batches(self.adapter, self.engine, images, self.max_batch, timings)
 
 
 def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dict | None = None,
@@ -61,3 +51,22 @@ def load_detector(model: str | Path | Manifest, engine: EngineConfig | str | dic
     loaded = create_model_engine(manifest, engine)
     adapter = adapter_for(manifest, loaded.inputs(), loaded.outputs())
     return Detector(manifest, loaded, adapter)
+
+
+def run_in_batches(adapter: Any, engine: Engine, images: Sequence[np.ndarray],
+                   max_batch: int | None, timings: MutableMapping[str, float] | None = None
+                   ) -> list[Any]:
+    """``adapter.preprocess`` -> ``engine.run`` -> ``adapter.postprocess`` over engine-sized
+    batches, timed as ``pre``/``infer``/``post``: one result per image, in order."""
+    timings = {} if timings is None else timings
+    step = max_batch or len(images) or 1
+    results: list[Any] = []
+    for start in range(0, len(images), step):
+        chunk = images[start:start + step]
+        with StageTimer(timings, "pre"):
+            inputs, geoms = adapter.preprocess(chunk)
+        with StageTimer(timings, "infer"):
+            outputs = engine.run(inputs)
+        with StageTimer(timings, "post"):
+            results.extend(adapter.postprocess(outputs, geoms))
+    return results

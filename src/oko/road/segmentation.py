@@ -33,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oko.core.errors import ConfigError, ModelContractError
 from oko.core.geometry import Letterbox
-from oko.core.timing import StageTimer
 from oko.engines import EngineConfig
 from oko.engines.base import Engine, TensorSpec
+from oko.models.detector import run_in_batches
 from oko.models.loading import create_model_engine, resolve_with_engine
 from oko.models.manifest import (ColorOrder, InputDType, Layout, Manifest, Task,
                                  format_validation_error)
@@ -244,18 +244,7 @@ class SemanticSegmenter:
     def __call__(self, images: Sequence[np.ndarray],
                  timings: MutableMapping[str, float] | None = None) -> list[SegmentationResult]:
         """Segment BGR uint8 frames; per-stage ms are added to ``timings``."""
-        timings = {} if timings is None else timings
-        step = self.max_batch or len(images) or 1
-        results: list[SegmentationResult] = []
-        for start in range(0, len(images), step):
-            chunk = images[start:start + step]
-            with StageTimer(timings, "pre"):
-                inputs, geoms = self.decoder.preprocess(chunk)
-            with StageTimer(timings, "infer"):
-                outputs = self.engine.run(inputs)
-            with StageTimer(timings, "post"):
-                results.extend(self.decoder.postprocess(outputs, geoms))
-        return results
+        return run_in_batches(self.decoder, self.engine, images, self.max_batch, timings)
 
 
 def load_segmenter(model: str | Path | Manifest,

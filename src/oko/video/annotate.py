@@ -70,3 +70,12 @@ class BoxAnnotator:
             sub, mm = out[sl], m[sl]
             color = _PALETTE[cid % len(_PALETTE)].astype(np.float32)
             sub[mm] = (sub[mm] * (1 - a) + color * a).astype(np.uint8)
+
+
+def blend_overlay(image: np.ndarray, overlay: np.ndarray | None, alpha: float = 0.4
+                  ) -> np.ndarray:
+    """``image`` with a same-sized BGR overlay (a class map) blended in, ``alpha`` opaque;
+    unchanged when there is none or it does not fit."""
+    if overlay is None or overlay.shape != image.shape:
+        return image
+    return cv2.addWeighted(image, 1.0 - alpha, overlay, alpha, 0.0)

@@ -28,7 +28,7 @@ from oko.core.events import Event, detection_records
 from oko.core.frame import Frame
 from oko.models import DEFAULT_DETECTOR
 from oko.track import TrackerConfig, create_tracker
-from oko.video.annotate import BoxAnnotator
+from oko.video.annotate import BoxAnnotator, blend_overlay
 from oko.video.batcher import FrameBuffer, InferenceWorker
 from oko.video.live import LiveSource, SourceConfig, SourceState
 from oko.video.stats import ChannelStats
@@ -288,10 +288,7 @@ class Channel:
 
     # ------------------------------------------------------------------ output
     def annotate(self, frame: Frame, dets: Detections) -> np.ndarray:
-        base = frame.image
-        if frame.overlay is not None and frame.overlay.shape == base.shape:
-            base = cv2.addWeighted(base, 0.6, frame.overlay, 0.4, 0.0)
-        image = self._annotator.annotate(base, dets)
+        image = self._annotator.annotate(blend_overlay(frame.image, frame.overlay), dets)
         if self.analytics is not None:
             image = draw_zones_and_lines(image, self.analytics)
         return image
