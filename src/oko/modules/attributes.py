@@ -18,11 +18,11 @@ import numpy as np
 from pydantic import Field
 
 from oko.core.detections import Detections
-from oko.core.errors import ConfigError
 from oko.core.frame import Frame
 from oko.core.timing import StageTimer
 from oko.models import DEFAULT_DETECTOR, load_detector
-from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
+from oko.modules.base import (Module, ModuleOptions, TrackReporter, label_id,
+                              spread_timings)
 from oko.modules.voting import VotingReporter
 from oko.reid.colours import clothing_colours
 from oko.reid.crops import crop_box
@@ -55,10 +55,8 @@ class AttributesModule(Module):
         super().__init__(options)
         o = options
         self.detector = load_detector(o.model, o.engine, o.conf_threshold)
-        if o.person_label not in self.detector.labels:
-            raise ConfigError(f"module attributes: model {self.detector.manifest.name!r} has no "
-                              f"label {o.person_label!r}", "set person_label")
-        self._person = self.detector.labels.index(o.person_label)
+        self._person = label_id(self.detector.labels, o.person_label, "attributes",
+                                self.detector.manifest.name)
         seg = self.detector.manifest.task.value == "segment"
         self.masker = load_masker(o.mask_model, o.engine) if o.masks and not seg else None
         self.classifier: MultiHeadClassifier | None = None

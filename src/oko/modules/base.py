@@ -46,6 +46,14 @@ class TrackReporter(ABC):
         return dets
 
 
+def label_id(labels: Sequence[str], label: str, module: str, model: str) -> int:
+    """Index of ``label`` in a model's labels; ConfigError naming module and model if absent."""
+    if label not in labels:
+        raise ConfigError(f"module {module}: model {model!r} has no label {label!r}",
+                          "set person_label")
+    return list(labels).index(label)
+
+
 def spread_timings(frames: Sequence[Frame], timings: dict[str, float]) -> None:
     """Add a batch's per-stage ms to its frames, split evenly across them."""
     share = 1.0 / max(len(frames), 1)

@@ -31,7 +31,8 @@ from oko.core.errors import ConfigError
 from oko.core.events import Event
 from oko.core.frame import Frame
 from oko.models import DEFAULT_DETECTOR, load_detector
-from oko.modules.base import Module, ModuleOptions, TrackReporter, spread_timings
+from oko.modules.base import (Module, ModuleOptions, TrackReporter, label_id,
+                              spread_timings)
 from oko.reid.colours import clothing_colours
 from oko.reid.crops import BestViews, View, box_quality, crop_box, sharpness
 from oko.reid.embed import STRIPES, PersonEmbedder, load_person_embedder
@@ -41,11 +42,7 @@ from oko.reid.silhouette import (DEFAULT_MASK_MODEL, PersonMasker, load_masker,
 
 log = logging.getLogger(__name__)
 
-# Cosine similarity from which two stripe descriptors are taken for one person, chosen
-# without identity labels on the bundled sample by benchmarks/calibrate_reid_threshold.py
-# (early vs late views of one track: 61 % accepted; of two tracks: 8.8 %). Re-measure
-# for your cameras with that script; ONNX models take decode.match_threshold.
-STRIPES_THRESHOLD = 0.80
+# Join similarity for an ONNX ReID model whose manifest states no decode.match_threshold.
 ONNX_FALLBACK_THRESHOLD = 0.5
 
 
@@ -88,10 +85,8 @@ class ReidModule(Module):
         super().__init__(options)
         o = options
         self.detector = load_detector(o.model, o.engine, o.conf_threshold, o.iou_threshold)
-        if o.person_label not in self.detector.labels:
-            raise ConfigError(f"module reid: model {self.detector.manifest.name!r} has no "
-                              f"label {o.person_label!r}", "set person_label")
-        self._person = self.detector.labels.index(o.person_label)
+        self._person = label_id(self.detector.labels, o.person_label, "reid",
+                                self.detector.manifest.name)
         self.embedder: PersonEmbedder = load_person_embedder(o.embedder, o.engine)
         self.masker: PersonMasker | None = None
         seg = self.detector.manifest.task.value == "segment"
@@ -101,13 +96,11 @@ class ReidModule(Module):
         if o.masks == "model" or (o.masks == "auto" and not seg):
             self.masker = load_masker(o.mask_model, o.engine)
         self.use_detector_masks = o.masks in ("detector", "auto") and seg
-        threshold = o.threshold
-        if threshold is None:
-            threshold = STRIPES_THRESHOLD if self.embedder.name == STRIPES else getattr(
-                self.embedder, "default_threshold", None) or ONNX_FALLBACK_THRESHOLD
+        default = self.embedder.default_threshold
         self.identity = IdentityService(
-            IdentityConfig(threshold=threshold, window_s=o.window_s, overlap_s=o.overlap_s,
-                           transitions=o.transitions), threshold)
+            IdentityConfig(threshold=o.threshold, window_s=o.window_s, overlap_s=o.overlap_s,
+                           transitions=o.transitions),
+            default if default is not None else ONNX_FALLBACK_THRESHOLD)
         self.store = None
         if o.gallery:
             from oko.reid.store import TrackStore

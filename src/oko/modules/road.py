@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -207,8 +208,6 @@ def _full_size(roi: np.ndarray | None, w: int, h: int) -> np.ndarray | None:
     """The analysis-size road region at frame size (None: the whole frame)."""
     if roi is None or roi.all():
         return None
-    import cv2
-
     return cv2.resize(roi.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 

@@ -38,6 +38,7 @@ class PersonEmbedder(Protocol):
     name: str
     model_id: str
     dim: int
+    default_threshold: float | None  # join similarity when the config gives none
 
     def __call__(self, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None
                  = None, timings: MutableMapping[str, float] | None = None) -> np.ndarray: ...
@@ -49,6 +50,11 @@ class StripeEmbedder:
     name = STRIPES
     model_id = f"{stripes.DESCRIPTOR_ID}/{stripes.DIM}d"
     dim = stripes.DIM
+    # Cosine similarity from which two stripe descriptors are taken for one person, chosen
+    # without identity labels on the bundled sample by benchmarks/calibrate_reid_threshold.py
+    # (early vs late views of one track: 61 % accepted; of two tracks: 8.8 %). Re-measure
+    # for your cameras with that script; ONNX models take decode.match_threshold.
+    default_threshold: float | None = 0.80
 
     def __call__(self, crops: Sequence[np.ndarray], masks: Sequence[np.ndarray | None] | None
                  = None, timings: MutableMapping[str, float] | None = None) -> np.ndarray:

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from oko.core.errors import ConfigError, SourceError
+from oko.core.errors import ConfigError
+from oko.faces.pipeline import read_image
 from oko.reid.crops import crop_box
 from oko.reid.embed import STRIPES, PersonEmbedder, load_person_embedder
-from oko.reid.silhouette import load_masker
+from oko.reid.silhouette import PersonMasker, load_masker
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -32,17 +33,6 @@ class SearchResult:
     def to_dict(self) -> dict[str, Any]:
         return {"query": self.query, "model": self.model_id, "person_box": self.person_box,
                 "results": self.rows}
-
-
-def _read(path: Path) -> np.ndarray:
-    import cv2
-
-    if not path.is_file():
-        raise SourceError(f"{path}: no such image")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise SourceError(f"{path}: not an image OpenCV can read")
-    return image
 
 
 def person_crop(image: np.ndarray, whole: bool = False) -> tuple[np.ndarray, list[float] | None]:
@@ -61,14 +51,14 @@ def person_crop(image: np.ndarray, whole: bool = False) -> tuple[np.ndarray, lis
     return crop_box(image, box), [round(float(v), 1) for v in box]
 
 
-def _embed(embedder: PersonEmbedder, crops: list[np.ndarray]) -> np.ndarray:
-    masks = load_masker()(crops)
-    return embedder(crops, masks)
+def _embed(embedder: PersonEmbedder, masker: PersonMasker, crops: list[np.ndarray]
+           ) -> np.ndarray:
+    return embedder(crops, masker(crops))
 
 
 def search_gallery(image_path: Path, gallery: Path, model: str | None = None, top: int = 10,
                    whole: bool = False) -> SearchResult:
-    image = _read(image_path)
+    image = read_image(image_path)
     if gallery.is_dir():
         return _search_folder(image, image_path, gallery, model or STRIPES, top, whole)
     from oko.reid.store import TrackStore
@@ -77,7 +67,7 @@ def search_gallery(image_path: Path, gallery: Path, model: str | None = None, to
         embedder = load_person_embedder(model or store.model_name)
         store.check_model(embedder.model_id, embedder.name, embedder.dim)
         crop, box = person_crop(image, whole)
-        hits = store.search(_embed(embedder, [crop]), top)[0]
+        hits = store.search(_embed(embedder, load_masker(), [crop]), top)[0]
     result = SearchResult(str(image_path), embedder.model_id, box)
     for h in hits:
         t = h.track
@@ -98,8 +88,9 @@ def _search_folder(image: np.ndarray, image_path: Path, folder: Path, model: str
         raise ConfigError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) to search")
     embedder = load_person_embedder(model)
     crop, box = person_crop(image, whole)
-    query = _embed(embedder, [crop])
-    matrix = _embed(embedder, [_read(p) for p in files])
+    masker = load_masker()  # once for the query and the whole folder
+    query = _embed(embedder, masker, [crop])
+    matrix = _embed(embedder, masker, [read_image(p) for p in files])
     scores, ids = VectorIndex(matrix, "exact").search(query, min(top, len(files)))
     result = SearchResult(str(image_path), embedder.model_id, box)
     for s, i in zip(scores[0].tolist(), ids[0].tolist(), strict=True):
