@@ -16,11 +16,11 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from oko.core.errors import ConfigError, ModelContractError
 from oko.engines.base import TensorSpec
-from oko.models.manifest import ColorOrder, Layout, Manifest, format_validation_error
+from oko.models.manifest import ColorOrder, Layout, Manifest, parse_decode
 
 
 class CtcOptions(BaseModel):
@@ -40,10 +40,7 @@ class CtcAdapter:
     def __init__(self, manifest: Manifest, inputs: Sequence[TensorSpec],
                  outputs: Sequence[TensorSpec]) -> None:
         where = str(manifest.path or manifest.name)
-        try:
-            self.options = CtcOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc
+        self.options = parse_decode(manifest, CtcOptions)
         spec = manifest.input
         if spec.layout != Layout.NCHW:
             raise ModelContractError(f"{where}: CTC recognisers take NCHW input")

@@ -18,12 +18,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from oko.core.errors import ConfigError, ModelContractError
+from oko.core.errors import ModelContractError
 from oko.core.timing import StageTimer
 from oko.engines.base import Engine
-from oko.models.manifest import InputDType, Layout, Manifest, format_validation_error
+from oko.models.manifest import InputDType, Layout, Manifest, parse_decode
+from oko.models.loading import model_input
 from oko.models.preprocess import InputPreprocessor
 
 
@@ -58,18 +59,14 @@ class Embedder:
         self.manifest = manifest
         self.engine = engine
         where = str(manifest.path or manifest.name)
-        try:
-            self.options = EmbedOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc
+        self.options = parse_decode(manifest, EmbedOptions)
         spec = manifest.input
         if square and spec.width != spec.height:
             raise ModelContractError(f"{where}: {what} crops are square, manifest input "
                                      f"is {spec.width}x{spec.height}")
         self.crop_size = spec.width  # aligned-face crop side (square models)
         self.input_size = (spec.width, spec.height)
-        inputs = {i.name: i for i in engine.inputs()}
-        self.input = inputs[spec.name] if spec.name in inputs else engine.inputs()[0]
+        self.input = model_input(manifest, engine)
         want = (3, spec.height, spec.width) if spec.layout == Layout.NCHW else (
             spec.height, spec.width, 3)
         shape = self.input.shape

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oko.engines import EngineConfig, create_engine, parse_engine_config
-from oko.engines.base import Engine
+from oko.engines.base import Engine, TensorSpec
 from oko.models.manifest import ColorOrder, Layout, Manifest
 from oko.models.zoo import resolve_model
 
@@ -26,3 +26,10 @@ def create_model_engine(manifest: Manifest, engine: EngineConfig) -> Engine:
     shape = (1, c, spec.height, spec.width) if spec.layout == Layout.NCHW else (
         1, spec.height, spec.width, c)
     return create_engine(manifest.model_path, engine, {spec.name or "*": shape})
+
+
+def model_input(manifest: Manifest, engine: Engine) -> TensorSpec:
+    """The engine input the manifest names (``input.name``), else the first one."""
+    inputs = {i.name: i for i in engine.inputs()}
+    name = manifest.input.name
+    return inputs[name] if name in inputs else engine.inputs()[0]

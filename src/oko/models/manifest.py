@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -169,3 +169,16 @@ def load_manifest(path: Path) -> Manifest:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from exc
     return parse_manifest(data, str(path), path.resolve())
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def parse_decode(manifest: Manifest, options: type[OptionsT]) -> OptionsT:
+    """The manifest's ``decode`` section as the family's ``options`` model; ConfigError
+    naming the manifest and each bad field otherwise."""
+    try:
+        return options.model_validate(manifest.decode)
+    except ValidationError as exc:
+        where = str(manifest.path or manifest.name)
+        raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc

@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from oko.core.errors import ConfigError, ModelContractError
+from oko.core.errors import ModelContractError
 from oko.core.timing import StageTimer
 from oko.engines.base import Engine, TensorSpec
-from oko.models.manifest import Manifest, Task, format_validation_error
+from oko.models.manifest import Manifest, Task, parse_decode
 from oko.models.preprocess import InputPreprocessor
-from oko.models.loading import create_model_engine, resolve_with_engine
+from oko.models.loading import create_model_engine, model_input, resolve_with_engine
 
 FAMILY = "multihead"
 
@@ -189,14 +189,10 @@ class MultiHeadClassifier:
         self.manifest = manifest
         self.engine = engine
         where = str(manifest.path or manifest.name)
-        try:
-            self.options = MultiHeadOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc
+        self.options = parse_decode(manifest, MultiHeadOptions)
         self.heads = self.options.heads
-        inputs = {i.name: i for i in engine.inputs()}
         spec = manifest.input
-        self.input = inputs[spec.name] if spec.name in inputs else engine.inputs()[0]
+        self.input = model_input(manifest, engine)
         self.slices = self._place_heads(where, {o.name: o for o in engine.outputs()},
                                         engine.outputs()[0].name)
         self.preprocessor = InputPreprocessor(spec)

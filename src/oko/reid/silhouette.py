@@ -23,13 +23,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from oko.core.errors import ConfigError, ModelContractError
+from oko.core.errors import ModelContractError
 from oko.core.timing import StageTimer
 from oko.engines.base import Engine
-from oko.models.loading import create_model_engine, resolve_with_engine
-from oko.models.manifest import Manifest, Task, format_validation_error
+from oko.models.loading import create_model_engine, model_input, resolve_with_engine
+from oko.models.manifest import Manifest, Task, parse_decode
 from oko.models.preprocess import InputPreprocessor
 
 FAMILY = "person_mask"
@@ -48,15 +48,11 @@ class PersonMasker:
 
     def __init__(self, manifest: Manifest, engine: Engine, min_fill: float = 0.1) -> None:
         where = str(manifest.path or manifest.name)
-        try:
-            self.options = MaskOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{where}: decode", exc)) from exc
+        self.options = parse_decode(manifest, MaskOptions)
         self.manifest = manifest
         self.engine = engine
-        inputs = {i.name: i for i in engine.inputs()}
         spec = manifest.input
-        self.input = inputs[spec.name] if spec.name in inputs else engine.inputs()[0]
+        self.input = model_input(manifest, engine)
         outputs = {o.name: o for o in engine.outputs()}
         self.output = manifest.outputs[0] if manifest.outputs else engine.outputs()[0].name
         if self.output not in outputs:

@@ -29,7 +29,7 @@ from typing import Annotated, ClassVar, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from oko.core.errors import ConfigError, ModelContractError
 from oko.core.geometry import Letterbox
@@ -38,7 +38,7 @@ from oko.engines.base import Engine, TensorSpec
 from oko.models.detector import run_in_batches
 from oko.models.loading import create_model_engine, resolve_with_engine
 from oko.models.manifest import (ColorOrder, InputDType, Layout, Manifest, Task,
-                                 format_validation_error)
+                                 parse_decode)
 from oko.models.preprocess import InputPreprocessor
 from oko.road.regions import SegmentationResult, default_colors
 
@@ -73,10 +73,7 @@ class SemanticDecoder:
                  outputs: Sequence[TensorSpec]) -> None:
         self.manifest = manifest
         self.where = str(manifest.path or manifest.name)
-        try:
-            self.options = SemSegOptions.model_validate(manifest.decode)
-        except ValidationError as exc:
-            raise ConfigError(format_validation_error(f"{self.where}: decode", exc)) from exc
+        self.options = parse_decode(manifest, SemSegOptions)
         self.labels = tuple(manifest.label_names)
         n = len(self.labels)
         if n == 0:
